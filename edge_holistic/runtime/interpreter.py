@@ -1,0 +1,132 @@
+"""LiteRT interpreter wrapper: one interpreter per loaded model, inputs written in place.
+
+LiteRT (``ai-edge-litert``) is preferred; ``tflite_runtime`` is the fallback for
+boards where only that wheel exists. Both expose the same ``Interpreter`` class.
+"""
+from __future__ import annotations
+
+import os
+import threading
+from typing import Callable, Dict, List, Optional, Sequence, Tuple
+
+import numpy as np
+
+
+class RuntimeMissingError(RuntimeError):
+    """Neither ai-edge-litert nor tflite-runtime can be imported."""
+
+
+_BACKEND: Optional[Tuple[str, Callable]] = None
+_BACKEND_LOCK = threading.Lock()
+
+
+def backend() -> Tuple[str, Callable]:
+    """Return (name, Interpreter class) of the first importable runtime."""
+    global _BACKEND
+    with _BACKEND_LOCK:
+        if _BACKEND is None:
+            try:
+                from ai_edge_litert.interpreter import Interpreter  # type: ignore
+
+                _BACKEND = ("ai-edge-litert", Interpreter)
+            except ImportError as litert_err:
+                try:
+                    from tflite_runtime.interpreter import Interpreter  # type: ignore
+
+                    _BACKEND = ("tflite-runtime", Interpreter)
+                except ImportError as tfl_err:
+                    raise RuntimeMissingError(
+                        "no TFLite runtime: install 'ai-edge-litert' (preferred) or "
+                        "'edge-holistic[tflite]' (tflite-runtime, needs numpy<2); "
+                        f"errors: {litert_err}; {tfl_err}"
+                    ) from tfl_err
+        return _BACKEND
+
+
+def backend_version() -> str:
+    name, _ = backend()
+    try:
+        from importlib.metadata import version
+
+        return f"{name} {version(name)}"
+    except Exception:  # pragma: no cover - metadata missing in odd installs
+        return name
+
+
+class TfliteModel:
+    """One interpreter, its preallocated input tensor and outputs matched by shape.
+
+    Not thread-safe by design: each pipeline owns its interpreters, so invokes on
+    different models can run on different threads (LiteRT releases the GIL).
+    """
+
+    def __init__(self, path: str, num_threads: int = 2, name: str = "") -> None:
+        _, interpreter_cls = backend()
+        self.path = path
+        self.name = name or os.path.basename(path)
+        self.interpreter = interpreter_cls(model_path=path, num_threads=max(1, int(num_threads)))
+        self.interpreter.allocate_tensors()
+        inp = self.interpreter.get_input_details()[0]
+        self.input_index: int = inp["index"]
+        self.input_shape: Tuple[int, ...] = tuple(int(v) for v in inp["shape"])
+        self.input_dtype = inp["dtype"]
+        q = inp.get("quantization", (0.0, 0))
+        self.input_quant: Tuple[float, int] = (float(q[0]), int(q[1]))
+        self.outputs: List[dict] = self.interpreter.get_output_details()
+        self.output_shapes: List[Tuple[int, ...]] = [tuple(int(v) for v in d["shape"]) for d in self.outputs]
+        self._invoke = self.interpreter.invoke
+        self._get = self.interpreter.get_tensor
+        self._set = self.interpreter.set_tensor
+        self.invocations = 0
+
+    @property
+    def height(self) -> int:
+        return self.input_shape[1]
+
+    @property
+    def width(self) -> int:
+        return self.input_shape[2]
+
+    def output_index_by_size(self, sizes: Sequence[int]) -> List[int]:
+        """Map wanted flat output sizes to output tensor indices.
+
+        Bare converted models name outputs Identity, Identity_1, ... in no
+        guaranteed order, so outputs are matched by element count.
+        """
+        counts = [int(np.prod(s)) for s in self.output_shapes]
+        found: List[int] = []
+        for size in sizes:
+            matches = [i for i, c in enumerate(counts) if c == size and i not in found]
+            if not matches:
+                raise ValueError(f"{self.name}: no output with {size} values (outputs: {self.output_shapes})")
+            found.append(matches[0])
+        return [self.outputs[i]["index"] for i in found]
+
+    def input_buffer(self) -> np.ndarray:
+        """A fresh writable view (H, W, C) of the input tensor, to warp/normalise into.
+
+        Taken anew per frame: LiteRT forbids holding buffer views across allocations.
+        """
+        return self.interpreter.tensor(self.input_index)()[0]
+
+    def invoke(self, output_indices: Sequence[int]) -> List[np.ndarray]:
+        """Invoke on whatever was written into :meth:`input_buffer`; return output copies."""
+        self._invoke()
+        self.invocations += 1
+        return [np.array(self._get(i), copy=True) for i in output_indices]
+
+    def run(self, tensor: np.ndarray, output_indices: Sequence[int]) -> List[np.ndarray]:
+        """Set the input (float32 NHWC), invoke, return copies of the chosen outputs."""
+        if tensor.dtype != np.float32:
+            tensor = tensor.astype(np.float32)
+        if tensor.ndim == 3:
+            tensor = tensor[None]
+        self._set(self.input_index, tensor)
+        self._invoke()
+        self.invocations += 1
+        return [np.array(self._get(i), copy=True) for i in output_indices]
+
+
+def probe_outputs(model: TfliteModel) -> Dict[str, Tuple[int, ...]]:
+    """Names and shapes of a model's outputs, for diagnostics (`models verify`)."""
+    return {d["name"]: tuple(int(v) for v in d["shape"]) for d in model.outputs}
