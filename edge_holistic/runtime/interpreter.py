@@ -7,9 +7,12 @@ from __future__ import annotations
 
 import os
 import threading
-from typing import Callable, Dict, List, Optional, Sequence, Tuple
+from typing import Callable, Dict, List, Optional, Sequence, Tuple, TypeVar
 
 import numpy as np
+
+
+T = TypeVar("T")
 
 
 class RuntimeMissingError(RuntimeError):
@@ -102,15 +105,21 @@ class TfliteModel:
             found.append(matches[0])
         return [self.outputs[i]["index"] for i in found]
 
-    def input_buffer(self) -> np.ndarray:
-        """A fresh writable view (H, W, C) of the input tensor, to warp/normalise into.
+    def write_input(self, fill: Callable[[np.ndarray], T]) -> T:
+        """Call ``fill(view)`` with a writable (H, W, C) view of the input tensor.
 
-        Taken anew per frame: LiteRT forbids holding buffer views across allocations.
+        Crops are warped and normalised straight into the tensor, with no extra
+        copy. The view is dropped before returning: LiteRT refuses to invoke
+        while a numpy view of its buffers is alive.
         """
-        return self.interpreter.tensor(self.input_index)()[0]
+        view = self.interpreter.tensor(self.input_index)()[0]
+        try:
+            return fill(view)
+        finally:
+            del view
 
     def invoke(self, output_indices: Sequence[int]) -> List[np.ndarray]:
-        """Invoke on whatever was written into :meth:`input_buffer`; return output copies."""
+        """Invoke on what :meth:`write_input` wrote; return copies of the chosen outputs."""
         self._invoke()
         self.invocations += 1
         return [np.array(self._get(i), copy=True) for i in output_indices]

@@ -1,0 +1,197 @@
+"""Pose: person detection -> rotated ROI -> 33 landmarks, with tracking and smoothing.
+
+Numbers (anchors, scales, thresholds, filter parameters) follow MediaPipe's
+legacy pose graphs as recorded in the project's reference notes.
+"""
+from __future__ import annotations
+
+import math
+import time
+from dataclasses import dataclass
+from typing import Optional, Tuple
+
+import numpy as np
+
+from ..runtime.interpreter import TfliteModel
+from .geometry import (
+    Detections,
+    Rect,
+    decode_detections,
+    detections_remove_letterbox,
+    project_to_image,
+    rect_from_alignment_points,
+    rotate_world,
+    ssd_anchors,
+    transform_rect,
+    warp_into,
+    weighted_nms,
+)
+from .smoothing import LandmarkSmoother
+
+POSE_DETECTOR_STRIDES = (8, 16, 32, 32, 32)
+POSE_ROI_SCALE = 1.25
+NUM_POSE = 33
+NUM_POSE_MODEL = 39  # 33 landmarks + 2 auxiliary ROI points + 4 unused
+HEATMAP_KERNEL = 7
+
+
+def detection_to_pose_roi(kp_hip: np.ndarray, kp_scale: np.ndarray, width: int, height: int) -> Rect:
+    """ROI centred at the hip centre, sized by the full-body point, upright at 90 degrees."""
+    r = rect_from_alignment_points(kp_hip, kp_scale, math.pi / 2, width, height)
+    return transform_rect(r, width, height, POSE_ROI_SCALE, POSE_ROI_SCALE, square_long=True)
+
+
+class PoseDetector:
+    """SSD person detector on the letterboxed full frame (224x224, range [-1, 1])."""
+
+    def __init__(self, model: TfliteModel, min_score: float = 0.5) -> None:
+        self.model = model
+        self.min_score = min_score
+        self.size = model.width
+        self.anchors = ssd_anchors(self.size, POSE_DETECTOR_STRIDES)
+        if self.anchors.shape[0] != 2254:
+            raise ValueError(f"pose detector: expected 2254 anchors, built {self.anchors.shape[0]}")
+        self.out_idx = model.output_index_by_size([2254 * 12, 2254])
+
+    def detect(self, image: np.ndarray) -> Detections:
+        """Detections in image-normalised coordinates, best first."""
+        h, w = image.shape[:2]
+        crop = self.model.write_input(
+            lambda buf: warp_into(image, Rect(0.5, 0.5, 1.0, 1.0, 0.0), buf, (-1.0, 1.0), keep_aspect=True, border="zero"))
+        raw_boxes, raw_scores = self.model.invoke(self.out_idx)
+        d = decode_detections(raw_boxes, raw_scores, self.anchors, float(self.size), 4, self.min_score)
+        d = weighted_nms(d, 0.3)
+        return detections_remove_letterbox(d, crop.pad)
+
+
+@dataclass
+class RawPose:
+    """Landmark model output projected to the image, before smoothing."""
+
+    score: float
+    landmarks: np.ndarray  # (35, 5) image-normalised: 33 pose + 2 aux
+    world: np.ndarray  # (33, 3) rotated by the ROI angle
+
+
+def refine_from_heatmap(lm: np.ndarray, heatmap: np.ndarray, kernel: int = HEATMAP_KERNEL,
+                        min_confidence: float = 0.5) -> np.ndarray:
+    """Move each landmark to the confidence-weighted centre of its heatmap window.
+
+    ``lm`` is (N, >=2) in crop-normalised coordinates; ``heatmap`` (Hm, Wm, N) logits.
+    Vectorised over landmarks: one gather of N x k x k cells.
+    """
+    hm_h, hm_w, n = heatmap.shape
+    cols = (lm[:n, 0] * hm_w).astype(np.int64)  # truncation toward zero, like C++ int cast
+    rows = (lm[:n, 1] * hm_h).astype(np.int64)
+    inside = (cols >= 0) & (cols < hm_w) & (rows >= 0) & (rows < hm_h)
+    off = np.arange(kernel) - kernel // 2
+    rr = rows[:, None] + off[None, :]  # (N, k)
+    cc = cols[:, None] + off[None, :]
+    rvalid = (rr >= 0) & (rr < hm_h)
+    cvalid = (cc >= 0) & (cc < hm_w)
+    idx = np.arange(n)
+    vals = heatmap[np.clip(rr, 0, hm_h - 1)[:, :, None], np.clip(cc, 0, hm_w - 1)[:, None, :], idx[:, None, None]]
+    conf = 1.0 / (1.0 + np.exp(-vals.astype(np.float64)))
+    conf *= rvalid[:, :, None] & cvalid[:, None, :]
+    total = conf.sum(axis=(1, 2))
+    ok = inside & (conf.max(axis=(1, 2)) >= min_confidence) & (total > 0)
+    safe = np.where(total > 0, total, 1.0)
+    x = (conf * cc[:, None, :]).sum(axis=(1, 2)) / safe / hm_w
+    y = (conf * rr[:, :, None]).sum(axis=(1, 2)) / safe / hm_h
+    out = lm.copy()
+    out[:n, 0] = np.where(ok, x, lm[:n, 0])
+    out[:n, 1] = np.where(ok, y, lm[:n, 1])
+    return out
+
+
+class PoseLandmarker:
+    """Pose landmark model (lite/full/heavy) on a rotated 256x256 ROI crop, range [0, 1]."""
+
+    def __init__(self, model: TfliteModel, min_presence: float = 0.5) -> None:
+        self.model = model
+        self.min_presence = min_presence
+        self.size = model.width
+        hm = [s for s in model.output_shapes if len(s) == 4 and s[-1] == NUM_POSE_MODEL]
+        hm_size = int(np.prod(hm[0])) if hm else 64 * 64 * NUM_POSE_MODEL
+        self.out_idx = model.output_index_by_size([NUM_POSE_MODEL * 5, 1, hm_size, NUM_POSE_MODEL * 3])
+        self.hm_shape = hm[0][1:] if hm else (64, 64, NUM_POSE_MODEL)
+
+    def run(self, image: np.ndarray, roi: Rect) -> Optional[RawPose]:
+        h, w = image.shape[:2]
+        crop = self.model.write_input(lambda buf: warp_into(image, roi, buf, (0.0, 1.0), keep_aspect=True))
+        raw, flag, heatmap, world = self.model.invoke(self.out_idx)
+        score = float(flag.reshape(-1)[0])
+        if not score > self.min_presence:
+            return None
+        lm = raw.reshape(NUM_POSE_MODEL, 5).astype(np.float32)
+        lm[:, :3] /= self.size
+        lm = refine_from_heatmap(lm, heatmap.reshape(self.hm_shape))
+        lm[:, 3:5] = 1.0 / (1.0 + np.exp(-lm[:, 3:5]))
+        img = project_to_image(lm[: NUM_POSE + 2], crop, original=roi)
+        wl = rotate_world(world.reshape(NUM_POSE_MODEL, 3)[:NUM_POSE], roi.theta)
+        return RawPose(score, img, wl)
+
+
+class PoseTracker:
+    """Per-stream pose state: previous ROI, filters. Call :meth:`step` once per frame."""
+
+    def __init__(self, detector: PoseDetector, landmarker: PoseLandmarker,
+                 static_image_mode: bool = False, smooth: bool = True) -> None:
+        self.detector = detector
+        self.landmarker = landmarker
+        self.static_image_mode = static_image_mode
+        self.smooth = smooth and not static_image_mode
+        self.prev_roi: Optional[Rect] = None
+        self.lm_filter = LandmarkSmoother(min_cutoff=0.05, beta=80.0)
+        self.world_filter = LandmarkSmoother(min_cutoff=0.1, beta=40.0, disable_value_scaling=True)
+        self.aux_filter = LandmarkSmoother(min_cutoff=0.01, beta=10.0)
+        self.detector_runs = 0
+        self.last_roi: Optional[Rect] = None
+
+    def reset(self) -> None:
+        self.prev_roi = None
+        self.lm_filter.reset()
+        self.world_filter.reset()
+        self.aux_filter.reset()
+
+    def _lost(self) -> None:
+        # Filters fed by the image-size stream reset when the pose is lost; the
+        # visibility and world filters only see landmark packets, so they keep state.
+        self.prev_roi = None
+        self.lm_filter.reset_coords()
+        self.aux_filter.reset_coords()
+
+    def step(self, image: np.ndarray, timestamp: float, timings: dict) -> Optional[Tuple[RawPose, np.ndarray, np.ndarray]]:
+        """Returns (raw, smoothed landmarks (33,5), smoothed world (33,3)) or None."""
+        h, w = image.shape[:2]
+        roi = None if self.static_image_mode else self.prev_roi
+        if roi is None:
+            t0 = time.perf_counter()
+            dets = self.detector.detect(image)
+            timings["pose_detect"] = (time.perf_counter() - t0) * 1e3
+            self.detector_runs += 1
+            if len(dets) == 0:
+                self._lost()
+                return None
+            kp = dets.keypoints[0]
+            roi = detection_to_pose_roi(kp[0], kp[1], w, h)
+        t0 = time.perf_counter()
+        raw = self.landmarker.run(image, roi)
+        timings["pose_landmarks"] = (time.perf_counter() - t0) * 1e3
+        self.last_roi = roi
+        if raw is None:
+            self._lost()
+            return None
+        aux = raw.landmarks[NUM_POSE:NUM_POSE + 2]
+        scale_roi = rect_from_alignment_points(aux[0], aux[1], math.pi / 2, w, h)
+        object_scale = (scale_roi.w * w + scale_roi.h * h) / 2.0
+        if self.smooth:
+            lms = self.lm_filter.apply(raw.landmarks[:NUM_POSE], timestamp, w, h, object_scale)
+            world = self.world_filter.apply(raw.world, timestamp, w, h, pixel_space=False)
+        else:
+            lms = raw.landmarks[:NUM_POSE].copy()
+            world = raw.world
+        aux_f = self.aux_filter.apply(aux, timestamp, w, h, object_scale)
+        nxt = rect_from_alignment_points(aux_f[0], aux_f[1], math.pi / 2, w, h)
+        self.prev_roi = transform_rect(nxt, w, h, POSE_ROI_SCALE, POSE_ROI_SCALE, square_long=True)
+        return raw, lms, world

@@ -1,0 +1,92 @@
+"""Interpreter pool: load lazily, load once, release when idle.
+
+Keyed by (role, variant, precision, threads, slot). ``slot`` separates
+interpreters that must not be shared because they run on different threads
+(left and right hand run concurrently, each with its own interpreters).
+"""
+from __future__ import annotations
+
+import threading
+import time
+from dataclasses import dataclass
+from typing import Dict, Iterable, List, Optional, Set, Tuple
+
+from .interpreter import TfliteModel
+from .registry import Registry
+
+Key = Tuple[str, str, str, int, str]
+
+
+@dataclass
+class _Entry:
+    model: TfliteModel
+    last_used: float
+
+
+class ModelPool:
+    def __init__(self, registry: Registry, idle_release_s: float = 300.0) -> None:
+        self.registry = registry
+        self.idle_release_s = idle_release_s
+        self._entries: Dict[Key, _Entry] = {}
+        self._key_locks: Dict[Key, threading.Lock] = {}
+        self._lock = threading.Lock()
+        self._in_use: Set[int] = set()
+        self.loads = 0
+
+    def get(self, role: str, variant: str, precision: str, threads: int, slot: str = "main") -> TfliteModel:
+        """The interpreter for this key, loading it on first use.
+
+        Two threads asking for the same key at once load it once: the second
+        waits on the key's own lock, not on the whole pool.
+        """
+        spec = self.registry.spec(role, variant, precision)  # validates names first
+        key: Key = (role, str(variant), precision, int(threads), slot)
+        with self._lock:
+            entry = self._entries.get(key)
+            if entry is not None:
+                entry.last_used = time.monotonic()
+                return entry.model
+            key_lock = self._key_locks.setdefault(key, threading.Lock())
+        with key_lock:
+            with self._lock:
+                entry = self._entries.get(key)
+                if entry is not None:
+                    entry.last_used = time.monotonic()
+                    return entry.model
+            model = self.registry.open(spec, num_threads=int(threads))
+            with self._lock:
+                self._entries[key] = _Entry(model, time.monotonic())
+                self.loads += 1
+            return model
+
+    def retain(self, in_use_ids: Iterable[int]) -> None:
+        """Declare which interpreters the current configuration uses (never released)."""
+        now = time.monotonic()
+        with self._lock:
+            self._in_use = set(in_use_ids)
+            for e in self._entries.values():
+                if id(e.model) in self._in_use:
+                    e.last_used = now
+
+    def release_idle(self, now: Optional[float] = None, max_idle_s: Optional[float] = None) -> List[str]:
+        """Drop interpreters not in use and idle longer than the limit; return their names."""
+        now = time.monotonic() if now is None else now
+        limit = self.idle_release_s if max_idle_s is None else max_idle_s
+        dropped = []
+        with self._lock:
+            for key, e in list(self._entries.items()):
+                if id(e.model) in self._in_use:
+                    continue
+                if now - e.last_used >= limit:
+                    dropped.append(e.model.name)
+                    del self._entries[key]
+        return dropped
+
+    def loaded(self) -> List[Tuple[Key, str, bool]]:
+        with self._lock:
+            return [(k, e.model.name, id(e.model) in self._in_use) for k, e in self._entries.items()]
+
+    def close(self) -> None:
+        with self._lock:
+            self._entries.clear()
+            self._in_use = set()
