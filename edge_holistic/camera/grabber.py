@@ -1,0 +1,208 @@
+"""The capture thread: reads a source continuously and keeps only the newest frame.
+
+Why a thread: pose inference is slower than a camera, and a camera (or its
+driver queue) that is not read keeps delivering ever older frames. Reading in
+the background and overwriting the single slot means the pipeline always gets
+the freshest frame; overwritten frames are counted as dropped.
+
+For recorded sources played "as fast as possible" (``realtime: false``) the
+grabber waits for each frame to be taken instead, so nothing is dropped.
+"""
+from __future__ import annotations
+
+import logging
+import threading
+import time
+from dataclasses import asdict, dataclass, field
+from typing import Callable, Dict, Optional
+
+import numpy as np
+
+from .sources import EndOfStream, Source, SourceError
+
+log = logging.getLogger("edge_holistic.camera")
+
+BACKOFF_MIN = 0.5
+BACKOFF_MAX = 30.0
+
+
+@dataclass
+class Frame:
+    rgb: np.ndarray  # H x W x 3 uint8, RGB
+    seq: int  # 1, 2, ... over the grabber's life (survives reopens)
+    t_capture: float  # time.monotonic() when read
+    wall_ts: float  # time.time() when read, for messages
+
+
+@dataclass
+class CaptureCounters:
+    """Monotonic counters; rates are computed by whoever samples them."""
+
+    captured: int = 0  # frames read successfully
+    processed: int = 0  # frames handed to the consumer
+    dropped: int = 0  # frames overwritten before the consumer took them
+    bad_frames: int = 0  # reads that gave no usable frame (corrupt, timeout, unreadable file)
+    stalls: int = 0  # times no frame came for stall_timeout
+    reopens: int = 0  # successful opens after the first
+    open_failures: int = 0
+    errors: int = 0  # source errors during read
+
+    def as_dict(self) -> Dict[str, int]:
+        return asdict(self)
+
+
+class FrameGrabber:
+    """Owns a Source and its thread. ``get()`` hands out the newest frame not yet taken."""
+
+    def __init__(self, source: Source, stall_timeout: float, lossless: Optional[bool] = None,
+                 on_event: Optional[Callable[[str, str], None]] = None) -> None:
+        self.source = source
+        self.stall_timeout = float(stall_timeout)
+        self.lossless = (not source.live and not getattr(source.cfg, "realtime", True)) if lossless is None \
+            else lossless
+        self.counters = CaptureCounters()
+        self.state = "starting"  # starting | running | reopening | ended | stopped
+        self.last_error = ""
+        self.ended = threading.Event()
+        self._on_event = on_event or (lambda kind, text: None)
+        self._cond = threading.Condition()
+        self._stop = threading.Event()
+        self._frame: Optional[Frame] = None
+        self._taken = True
+        self._seq = 0
+        self._last_frame_t = time.monotonic()
+        self._thread = threading.Thread(target=self._run, name="capture", daemon=True)
+
+    # -- consumer side ------------------------------------------------------------------
+    def start(self) -> "FrameGrabber":
+        self._thread.start()
+        return self
+
+    def get(self, timeout: float) -> Optional[Frame]:
+        """The newest frame not yet taken, waiting up to ``timeout``; None if none came."""
+        deadline = time.monotonic() + timeout
+        with self._cond:
+            while self._taken and not self._stop.is_set() and not self.ended.is_set():
+                left = deadline - time.monotonic()
+                if left <= 0:
+                    return None
+                self._cond.wait(left)
+            if self._taken:
+                return None
+            self._taken = True
+            self.counters.processed += 1
+            self._cond.notify_all()
+            return self._frame
+
+    @property
+    def last_frame_age(self) -> float:
+        return time.monotonic() - self._last_frame_t
+
+    def stop(self, timeout: float = 3.0) -> None:
+        """Stop the thread and release the device (cleanly, so Argus/V4L2 are not left busy)."""
+        self._stop.set()
+        with self._cond:
+            self._cond.notify_all()
+        self._thread.join(timeout)
+        if self._thread.is_alive():
+            log.warning("capture thread did not stop within %.1f s (source blocked in read)", timeout)
+        else:
+            self.source.close()
+        self.state = "stopped"
+
+    # -- capture thread -----------------------------------------------------------------
+    def _sleep(self, seconds: float) -> bool:
+        """Interruptible sleep; False when stopping."""
+        return not self._stop.wait(seconds)
+
+    def _open(self, first: bool, backoff: float) -> bool:
+        try:
+            self.source.open()
+        except (SourceError, OSError) as e:
+            self.counters.open_failures += 1
+            self.last_error = str(e)
+            log.warning("cannot open %s: %s; retrying in %.1f s", self.source.description, e, backoff)
+            self._on_event("open_failed", str(e))
+            return False
+        except Exception as e:  # a driver/library error must not kill the capture thread
+            self.counters.open_failures += 1
+            self.last_error = f"{type(e).__name__}: {e}"
+            log.warning("cannot open %s: %s; retrying in %.1f s", self.source.description, self.last_error, backoff)
+            return False
+        if not first:
+            self.counters.reopens += 1
+            log.info("reopened %s (reopen #%d)", self.source.description, self.counters.reopens)
+            self._on_event("reopened", self.source.description)
+        self.state = "running"
+        self._last_frame_t = time.monotonic()
+        return True
+
+    def _close_for_reopen(self) -> None:
+        self.state = "reopening"
+        try:
+            self.source.close()
+        except Exception as e:  # noqa: BLE001 - closing a failed device may fail too
+            log.debug("closing %s failed: %s", self.source.description, e)
+
+    def _run(self) -> None:
+        opened = False
+        first = True
+        backoff = BACKOFF_MIN
+        while not self._stop.is_set():
+            if not opened:
+                opened = self._open(first, backoff)
+                first = False
+                if not opened:
+                    if not self._sleep(backoff):
+                        break
+                    backoff = min(backoff * 2, BACKOFF_MAX)
+                    continue
+            try:
+                rgb = self.source.read()
+            except EndOfStream:
+                log.info("%s: end of stream", self.source.description)
+                self.state = "ended"
+                self.ended.set()
+                with self._cond:
+                    self._cond.notify_all()
+                return
+            except Exception as e:  # SourceError, cv2.error, OSError: reopen, never crash
+                self.counters.errors += 1
+                self.last_error = f"{e}"
+                log.warning("%s failed: %s; reopening in %.1f s", self.source.description, e, backoff)
+                self._on_event("error", str(e))
+                self._close_for_reopen()
+                opened = False
+                if not self._sleep(backoff):
+                    break
+                backoff = min(backoff * 2, BACKOFF_MAX)
+                continue
+            now = time.monotonic()
+            if rgb is None:
+                self.counters.bad_frames += 1
+                if now - self._last_frame_t > self.stall_timeout:
+                    self.counters.stalls += 1
+                    self.last_error = f"no frame for {now - self._last_frame_t:.1f} s"
+                    log.warning("%s: no frame for %.1f s (stall #%d); reopening in %.1f s",
+                                self.source.description, now - self._last_frame_t, self.counters.stalls, backoff)
+                    self._on_event("stall", self.last_error)
+                    self._close_for_reopen()
+                    opened = False
+                    if not self._sleep(backoff):
+                        break
+                    backoff = min(backoff * 2, BACKOFF_MAX)
+                continue
+            backoff = BACKOFF_MIN
+            self._last_frame_t = now
+            with self._cond:
+                self._seq += 1
+                if not self._taken:
+                    self.counters.dropped += 1
+                self._frame = Frame(rgb=rgb, seq=self._seq, t_capture=now, wall_ts=time.time())
+                self._taken = False
+                self.counters.captured += 1
+                self._cond.notify_all()
+                if self.lossless:
+                    while not self._taken and not self._stop.is_set():
+                        self._cond.wait(0.5)
+        self.state = "stopped"

@@ -1,0 +1,150 @@
+"""The config sections as typed dataclasses.
+
+Each field's ``metadata`` carries what the loader needs to validate it (allowed
+choices, numeric range, regex) and a one-line ``doc``. Keeping the rules next to
+the field means the loader, ``check-config`` and the docs all read one source of
+truth instead of three hand-kept lists drifting apart.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Any, Optional, Union
+
+# Safe in an MQTT topic level and in a client id: no '/', '+', '#', spaces.
+ID_PATTERN = r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,63}$"
+TOPIC_PREFIX_PATTERN = r"^[^/+#\s][^+#\s]*(?<!/)$"
+
+
+def opt(default: Any, doc: str, **rules: Any) -> Any:
+    """A dataclass field with a default, a doc line and validation rules.
+
+    Rules understood by the loader: ``choices`` (tuple), ``min``/``max`` (inclusive),
+    ``gt`` (exclusive lower bound), ``pattern`` (regex for strings), ``auto`` (the
+    string 'auto' is also accepted), ``as_str`` (scalars are turned into strings
+    first, for values YAML would read as numbers, like MQTT protocol ``5``).
+    """
+    if isinstance(default, (list, dict)) or hasattr(default, "__dataclass_fields__"):
+        factory = default if callable(default) else (lambda d=default: d)
+        return field(default_factory=factory, metadata={"doc": doc, **rules})
+    return field(default=default, metadata={"doc": doc, **rules})
+
+
+SOURCE_TYPES = ("v4l2", "picamera2", "gstreamer", "file", "images")
+
+
+@dataclass
+class SourceConfig:
+    """Where frames come from. Keys that do not apply to ``type`` are ignored."""
+
+    type: str = opt("v4l2", "v4l2 | picamera2 | gstreamer | file | images", choices=SOURCE_TYPES)
+    device: str = opt("/dev/video0", "v4l2: device path (/dev/videoN) or index", as_str=True)
+    camera_num: int = opt(0, "picamera2: camera index (Picamera2.global_camera_info())", min=0, max=16)
+    pipeline: str = opt("", "gstreamer: pipeline string ending in 'appsink drop=true max-buffers=1'")
+    path: str = opt("", "file: video file; images: folder of .jpg/.png (re-listed on every pass)")
+    width: int = opt(640, "requested frame width (v4l2, picamera2); 0 = driver default", min=0, max=8192)
+    height: int = opt(480, "requested frame height (v4l2, picamera2); 0 = driver default", min=0, max=8192)
+    fps: float = opt(30.0, "requested camera fps; images: pacing rate; file: used when the file has none",
+                     gt=0, max=240)
+    fourcc: str = opt("MJPG", "v4l2 pixel format (4 characters); MJPG gives full fps on USB 2", pattern=r"^.{4}$")
+    loop: bool = opt(True, "file/images: start again at the end (run --once sets false)")
+    realtime: bool = opt(True, "file/images: pace frames at their fps; false = as fast as processed, no drops")
+
+
+@dataclass
+class PipelineConfig:
+    """Which models run and how."""
+
+    task: str = opt("pose", "pose | holistic", choices=("pose", "holistic"))
+    pose_model: str = opt("full", "pose landmark model: lite | full | heavy (if installed)", as_str=True)
+    hand_model: str = opt("full", "hand landmark model (holistic): lite | full", as_str=True)
+    precision: str = opt("auto", "float | int8 | auto (int8 on ARM, float on x86)",
+                         choices=("float", "float16", "int8", "auto"))
+    threads: Union[int, str] = opt("auto", "interpreter threads, or auto", auto=True, min=1, max=16)
+    max_fps: float = opt(15.0, "cap on processed frames per second; 0 = no cap", min=0, max=240)
+    min_detection_confidence: float = opt(0.5, "person detector score threshold", min=0, max=1)
+    min_tracking_confidence: float = opt(0.5, "landmark presence below this re-runs detection", min=0, max=1)
+    smooth: bool = opt(True, "temporal landmark smoothing (MediaPipe's one-euro filter)")
+
+
+@dataclass
+class TlsConfig:
+    """TLS to the broker (mqtts, usually port 8883)."""
+
+    enabled: bool = opt(False, "use TLS")
+    ca_certs: str = opt("", "CA bundle file; empty = system trust store")
+    certfile: str = opt("", "client certificate (mutual TLS)")
+    keyfile: str = opt("", "client key (mutual TLS)")
+    insecure: bool = opt(False, "skip hostname verification (testing only)")
+
+
+@dataclass
+class MqttConfig:
+    """The broker session and what is published."""
+
+    enabled: bool = opt(True, "false = process frames without publishing (console status only)")
+    host: str = opt("localhost", "broker host name or address", pattern=r"^\S+$")
+    port: int = opt(1883, "broker port", min=1, max=65535)
+    topic_prefix: str = opt("edge_holistic", "topics are {topic_prefix}/{device_id}/...",
+                            pattern=TOPIC_PREFIX_PATTERN)
+    client_id: str = opt("", "MQTT client id; empty = edge-holistic-{device_id}. Must be unique per broker",
+                         pattern=r"^$|" + ID_PATTERN)
+    protocol: str = opt("3.1.1", "MQTT protocol version: 5 | 3.1.1", choices=("5", "3.1.1"), as_str=True)
+    keepalive: int = opt(30, "seconds; short enough to notice a dead Wi-Fi link", min=5, max=3600)
+    qos: int = opt(0, "QoS of landmarks messages (0 recommended; 1/2 go through the bounded queue)",
+                   min=0, max=2)
+    username: str = opt("", "user name; empty = anonymous")
+    password_file: str = opt("", "file holding the password (first line). The env var "
+                             "EDGE_HOLISTIC_MQTT_PASSWORD or a systemd credential 'mqtt_password' win")
+    max_rate: float = opt(0.0, "cap on landmarks messages per second; 0 = one per processed frame",
+                          min=0, max=1000)
+    only_with_person: bool = opt(False, "publish landmarks only for frames where a person was found")
+    queue_size: int = opt(100, "bound of the QoS>=1 outgoing queue (oldest dropped and counted)",
+                          min=1, max=100000)
+    reconnect_min_delay: float = opt(1.0, "first reconnect delay, seconds (doubles up to the max)",
+                                     gt=0, max=600)
+    reconnect_max_delay: float = opt(60.0, "longest reconnect delay, seconds", gt=0, max=3600)
+    tls: TlsConfig = opt(TlsConfig, "TLS settings")
+
+
+@dataclass
+class HealthConfig:
+    """Self-checks: stalls, watchdog, memory, stats cadence."""
+
+    stall_timeout: float = opt(10.0, "no frame for this long -> reopen the source (with backoff)",
+                               gt=0, max=3600)
+    unhealthy_after: float = opt(60.0, "no frame processed (or one inference running) this long -> "
+                                 "stop systemd watchdog pings so systemd restarts us", gt=0, max=86400)
+    stats_interval: float = opt(15.0, "seconds between 'stats' messages", min=1, max=86400)
+    memory_check_interval: float = opt(5.0, "seconds between RSS checks", min=0.5, max=3600)
+    memory_soft_mb: float = opt(0.0, "RSS above this -> shed load (lower fps, lite models); "
+                                "0 = 85% of the cgroup memory.max when one is set, else off", min=0)
+    memory_hard_mb: float = opt(0.0, "RSS above this -> exit non-zero so systemd restarts us; "
+                                "0 = 95% of the cgroup memory.max when one is set, else off", min=0)
+    shed_max_fps: float = opt(5.0, "max_fps while shedding load", gt=0, max=240)
+
+
+@dataclass
+class Config:
+    """The whole file. ``device_id`` names this device in topics and the client id."""
+
+    device_id: str = opt("edge-holistic", "this device's name in topics and the MQTT client id",
+                         pattern=ID_PATTERN)
+    log_level: str = opt("info", "debug | info | warning | error",
+                         choices=("debug", "info", "warning", "error"))
+    source: SourceConfig = opt(SourceConfig, "frame source")
+    pipeline: PipelineConfig = opt(PipelineConfig, "models and inference")
+    mqtt: MqttConfig = opt(MqttConfig, "broker and topics")
+    health: HealthConfig = opt(HealthConfig, "self-checks")
+
+    # Filled by the loader, never from the file.
+    path: Optional[str] = field(default=None, metadata={"internal": True})
+    digest: str = field(default="", metadata={"internal": True})
+    mqtt_password: Optional[str] = field(default=None, repr=False, metadata={"internal": True})
+
+    @property
+    def client_id(self) -> str:
+        return self.mqtt.client_id or f"edge-holistic-{self.device_id}"
+
+    @property
+    def topic_base(self) -> str:
+        return f"{self.mqtt.topic_prefix}/{self.device_id}"
