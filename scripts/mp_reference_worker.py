@@ -17,6 +17,7 @@ Input to MediaPipe is always RGB (OpenCV decodes BGR; we convert once).
 from __future__ import annotations
 
 import argparse
+import gzip
 import hashlib
 import json
 import sys
@@ -29,6 +30,7 @@ import mediapipe as mp
 import numpy as np
 
 DECIMALS = 6
+GZIP_ABOVE = 512 * 1024  # bytes of JSON text; larger golden files are written as .json.gz
 COMPLEXITY_NAME = {0: "lite", 1: "full", 2: "heavy"}
 
 
@@ -113,8 +115,16 @@ def write_golden(out: Path, solution: str, settings: Dict[str, Any], input_desc:
         sep = "," if i < len(keys) - 1 else ""
         lines.append(json.dumps(k) + ":" + json.dumps(items[k], separators=(",", ":")) + sep)
     lines.append("}}")
-    out.write_text("\n".join(lines) + "\n")
-    print(f"wrote {out} ({out.stat().st_size // 1024} KB, {len(items)} items)", file=sys.stderr)
+    text = ("\n".join(lines) + "\n").encode()
+    stale = out.with_name(out.name + ".gz")
+    if len(text) > GZIP_ABOVE:
+        # Face meshes over a whole clip run past a megabyte of digits; gzip (mtime 0, so the
+        # bytes are reproducible) keeps the checkout small. tests/golden.py reads both forms.
+        out, stale = stale, out
+        text = gzip.compress(text, compresslevel=9, mtime=0)
+    stale.unlink(missing_ok=True)
+    out.write_bytes(text)
+    print(f"wrote {out} ({len(text) // 1024} KB, {len(items)} items)", file=sys.stderr)
 
 
 def run_images(out_dir: Path, images: Sequence[Path]) -> None:
