@@ -16,7 +16,8 @@ import shutil
 import subprocess
 import sys
 from pathlib import Path
-from typing import List, Optional, Sequence
+import json
+from typing import Any, Dict, List, Optional, Sequence
 
 MEDIAPIPE_VERSION = "0.10.21"
 DEFAULT_VENV = Path("/work/venvs") / f"mp{MEDIAPIPE_VERSION}"
@@ -140,3 +141,26 @@ def run_in_venv(py: Path, script: Path, args: Sequence[str], capture: bool = Fal
         detail = f":\n{proc.stderr[-4000:]}" if capture and proc.stderr else ""
         raise MediapipeVenvError(f"{script.name} {' '.join(args)} exited with {proc.returncode}{detail}")
     return proc
+
+
+WORKER = Path(__file__).resolve().parent / "mp_reference_worker.py"
+
+
+def mediapipe_bench(video: Path, settings: Optional[Sequence[str]] = None, max_frames: Optional[int] = None,
+                    warmup: int = 5, venv: Path = DEFAULT_VENV) -> Dict[str, Any]:
+    """MediaPipe's own tracking-mode speed on ``video``: the worker's ``bench`` JSON as a dict.
+
+    Settings are names like "holistic_full", "pose_lite" (default: Holistic and Pose,
+    complexity 0 and 1). Frames are decoded before timing; only ``process()`` is timed.
+    """
+    py = ensure_venv(venv, quiet=True)
+    args: List[str] = ["bench", str(video), "--warmup", str(warmup)]
+    if settings:
+        args += ["--settings", *settings]
+    if max_frames is not None:
+        args += ["--max-frames", str(max_frames)]
+    proc = run_in_venv(py, WORKER, args, capture=True)
+    lines = [ln for ln in proc.stdout.splitlines() if ln.startswith("{")]
+    if not lines:
+        raise MediapipeVenvError(f"bench printed no JSON line; stdout was: {proc.stdout[-2000:]!r}")
+    return json.loads(lines[-1])

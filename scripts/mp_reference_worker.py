@@ -155,7 +155,13 @@ def run_clip(out_dir: Path, video: Path) -> None:
 
 
 def run_bench(video: Path, settings_names: Sequence[str], max_frames: Optional[int], warmup: int) -> Dict[str, Any]:
-    """Tracking-mode throughput: decoding is done up front so only process() is timed."""
+    """Tracking-mode throughput: decoding is done up front so only process() is timed.
+
+    The first ``warmup`` frames are processed untimed on the same instance (graph start-up,
+    XNNPACK init, first detection); the timed pass then starts again at frame 0, which
+    costs at most one extra detection. MediaPipe picks its own thread count; the caller
+    should note the machine's core count next to these numbers.
+    """
     frames = read_video_rgb(video, max_frames)
     result: Dict[str, Any] = {"mediapipe": mp.__version__, "video": str(video), "frames": len(frames),
                               "width": frames[0].shape[1], "height": frames[0].shape[0], "warmup": warmup,
