@@ -1,0 +1,106 @@
+"""``edge-holistic analyze IMAGE...``: one landmarks@1 JSON line per image on stdout.
+
+Images are independent, so the pipeline runs in static-image mode (detection on
+every image, no smoothing). A bad file is reported on stderr and skipped; the
+exit code says whether every file was processed.
+"""
+from __future__ import annotations
+
+import argparse
+import os
+import sys
+import time
+from typing import List, Optional, Tuple
+
+EXIT_OK = 0
+EXIT_SOME_FAILED = 1
+EXIT_USAGE = 2
+
+
+def threads_arg(value: str):
+    """argparse type: a positive int or 'auto'."""
+    if str(value) == "auto":
+        return "auto"
+    try:
+        n = int(value)
+    except ValueError:
+        n = 0
+    if n < 1:
+        raise argparse.ArgumentTypeError(f"must be a positive integer or 'auto', got {value!r}")
+    return n
+
+
+def add_pipeline_arguments(p: argparse.ArgumentParser, default_precision: str = "float") -> None:
+    """Model-selection flags shared by analyze and bench."""
+    p.add_argument("--task", choices=("pose", "holistic"), default="pose", help="what to compute (default: pose)")
+    p.add_argument("--pose-model", default="full", metavar="lite|full|heavy", help="pose landmark model (default: full)")
+    p.add_argument("--hand-model", default="full", metavar="lite|full", help="hand landmark model for holistic (default: full)")
+    p.add_argument("--precision", default=default_precision, choices=("float", "int8", "auto"),
+                   help=f"model precision; auto = int8 on ARM, float on x86 (default: {default_precision})")
+    p.add_argument("--threads", default=2, type=threads_arg, help="interpreter threads per model, or 'auto' (default: 2)")
+
+
+def add_arguments(p: argparse.ArgumentParser) -> None:
+    p.add_argument("images", nargs="+", metavar="IMAGE", help="image files (JPEG, PNG, BMP, ...)")
+    add_pipeline_arguments(p)
+    p.add_argument("--draw", metavar="OUT_DIR", help="also write annotated images into this folder")
+    p.add_argument("--min-detection-confidence", type=float, default=0.5)
+
+
+def read_image(path: str) -> Tuple[Optional["object"], Optional[str]]:
+    """(BGR uint8 array, None) or (None, reason). Grayscale and RGBA become 3-channel."""
+    import cv2
+    import numpy as np
+
+    try:
+        if os.path.isdir(path):
+            return None, "is a directory, not an image"
+        with open(path, "rb") as f:
+            data = f.read()
+    except OSError as e:
+        return None, e.strerror or str(e)
+    if not data:
+        return None, "empty file"
+    img = cv2.imdecode(np.frombuffer(data, np.uint8), cv2.IMREAD_COLOR)
+    if img is None:
+        return None, "not a readable image (unknown format or corrupt data)"
+    return img, None
+
+
+def main(args: argparse.Namespace) -> int:
+    from .message import build_message, dumps
+    from .pipeline import Pipeline, PipelineOptions
+    from .runtime import ModelError
+
+    try:
+        pipe = Pipeline(PipelineOptions(
+            task=args.task, pose_model=args.pose_model, hand_model=args.hand_model, precision=args.precision,
+            threads=args.threads, static_image_mode=True,
+            min_detection_confidence=args.min_detection_confidence,
+        ))
+    except (ModelError, ValueError) as e:
+        print(f"edge-holistic: error: {e}", file=sys.stderr)
+        return EXIT_USAGE
+    if args.draw:
+        os.makedirs(args.draw, exist_ok=True)
+    failed: List[str] = []
+    for seq, path in enumerate(args.images):
+        bgr, err = read_image(path)
+        if bgr is None:
+            print(f"edge-holistic: error: {path}: {err}", file=sys.stderr)
+            failed.append(path)
+            continue
+        result = pipe.process(bgr[:, :, ::-1])
+        print(dumps(build_message(result, source=path, seq=seq, ts=time.time())), flush=True)
+        if args.draw:
+            import cv2
+
+            from .draw import draw_result
+
+            out = os.path.join(args.draw, os.path.splitext(os.path.basename(path))[0] + ".png")
+            cv2.imwrite(out, draw_result(bgr, result))
+    pipe.close()
+    if failed:
+        print(f"edge-holistic: {len(failed)} of {len(args.images)} file(s) failed", file=sys.stderr)
+        return EXIT_SOME_FAILED
+    return EXIT_OK

@@ -1,0 +1,76 @@
+"""Shared fixtures: the real models, the committed images, one pipeline per configuration."""
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import cv2
+import numpy as np
+import pytest
+
+REPO = Path(__file__).resolve().parents[1]
+DATA = REPO / "tests" / "data"
+IMAGES = DATA / "images"
+CLIP = DATA / "clip.avi"
+
+# Keep LiteRT's one-line INFO banner out of captured output.
+os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+
+
+def load_rgb(name: str) -> np.ndarray:
+    bgr = cv2.imread(str(IMAGES / name))
+    assert bgr is not None, f"test image {name} missing"
+    return np.ascontiguousarray(bgr[:, :, ::-1])
+
+
+def clip_frames_rgb(path: Path = CLIP):
+    cap = cv2.VideoCapture(str(path))
+    frames = []
+    while True:
+        ok, bgr = cap.read()
+        if not ok:
+            break
+        frames.append(np.ascontiguousarray(bgr[:, :, ::-1]))
+    cap.release()
+    assert frames, f"could not decode {path}"
+    return frames
+
+
+@pytest.fixture(scope="session")
+def registry():
+    from edge_holistic.runtime import Registry
+
+    return Registry()
+
+
+@pytest.fixture(scope="session")
+def make_pipeline(registry):
+    """Factory returning a fresh Pipeline; models are shared through one pool per session."""
+    from edge_holistic.pipeline import Pipeline, PipelineOptions
+    from edge_holistic.runtime.pool import ModelPool
+
+    pool = ModelPool(registry)
+    made = []
+
+    def make(own_pool: bool = False, **kw):
+        p = Pipeline(PipelineOptions(**kw), registry=registry, pool=ModelPool(registry) if own_pool else pool)
+        made.append(p)
+        return p
+
+    yield make
+    for p in made:
+        if p._executor is not None:
+            p._executor.shutdown(wait=True)
+
+
+@pytest.fixture(scope="session")
+def clip_frames():
+    return clip_frames_rgb()
+
+
+def run_cli(*args: str, timeout: float = 120.0, **kw) -> subprocess.CompletedProcess:
+    """Run the real console entry point in a subprocess."""
+    return subprocess.run([sys.executable, "-m", "edge_holistic.cli", *args], capture_output=True, text=True,
+                          timeout=timeout, cwd=kw.pop("cwd", REPO), **kw)
