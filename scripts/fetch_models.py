@@ -51,7 +51,8 @@ def verify_wheel(args: argparse.Namespace) -> int:
     entries = [m for m in load_manifest()["models"] if "wheel" in str(m.get("origin", ""))]
     with tempfile.TemporaryDirectory() as tmp:
         cmd = [sys.executable, "-m", "pip", "download", f"mediapipe=={WHEEL_VERSION}", "--no-deps",
-               "--only-binary=:all:", "--platform", "manylinux_2_17_x86_64", "--python-version", "3.11",
+               "--only-binary=:all:", "--platform", "manylinux_2_28_x86_64", "--platform", "manylinux_2_17_x86_64",
+               "--python-version", "3.11",
                "-d", tmp]
         print("$", " ".join(cmd))
         subprocess.run(cmd, check=True)
