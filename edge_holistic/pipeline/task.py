@@ -6,6 +6,7 @@ model variants and precision change between two frames without a restart.
 """
 from __future__ import annotations
 
+import logging
 import threading
 import time
 from concurrent.futures import ThreadPoolExecutor
@@ -19,7 +20,10 @@ from ..runtime.registry import ModelError, Registry, auto_threads, resolve_preci
 from .pose import PoseDetector, PoseLandmarker, PoseTracker
 from .types import FrameResult, PoseResult
 
+log = logging.getLogger(__name__)
+
 TASKS = ("pose", "holistic")
+RELEASE_CHECK_S = 10.0  # how often idle interpreters (from before a switch) are looked at
 POSE_VARIANTS = ("lite", "full", "heavy")
 HAND_VARIANTS = ("lite", "full")
 
@@ -68,6 +72,7 @@ class Pipeline:
         self._lock = threading.Lock()
         self._pending: Optional[PipelineOptions] = None
         self._frame_index = 0
+        self._last_release_check = time.perf_counter()
         self._executor: Optional[ThreadPoolExecutor] = None
         self._build(self.options)
 
@@ -176,6 +181,10 @@ class Pipeline:
             if self._pending is not None:
                 pending, self._pending = self._pending, None
                 self._build(pending)
+        if t_start - self._last_release_check >= RELEASE_CHECK_S:
+            self._last_release_check = t_start
+            for name in self.pool.release_idle():
+                log.info("released idle model %s", name)
         rgb = as_rgb(image)
         h, w = rgb.shape[:2]
         if timestamp is None:
