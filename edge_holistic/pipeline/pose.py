@@ -32,7 +32,12 @@ POSE_DETECTOR_STRIDES = (8, 16, 32, 32, 32)
 POSE_ROI_SCALE = 1.25
 NUM_POSE = 33
 NUM_POSE_MODEL = 39  # 33 landmarks + 2 auxiliary ROI points + 4 unused
-HEATMAP_KERNEL = 7
+# The graph text says kernel_size 7, but MediaPipe's Python wheels run the calculator's
+# default 9 (an unmerged upstream fix says the option is not applied there; reference
+# notes, caveat C6).
+# Measured: fed MediaPipe's own pose ROI, kernel 9 reproduces the 0.10.21 Pose/Holistic
+# landmarks to ~0.05-0.15 px median on the test stills, kernel 7 to ~0.3-0.8 px.
+HEATMAP_KERNEL = 9
 
 
 def detection_to_pose_roi(kp_hip: np.ndarray, kp_scale: np.ndarray, width: int, height: int) -> Rect:
