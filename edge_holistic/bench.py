@@ -1,0 +1,257 @@
+"""``edge-holistic bench --source VIDEO|IMAGE_DIR``: how fast is the pipeline on this board?
+
+Users pick a pipeline by frames per second on their own hardware, so the benchmark
+must measure only the pipeline: every frame is decoded (and converted to RGB) before
+the clock starts, then the pipeline runs in tracking mode over them with timestamps
+``i / 30`` as a camera would deliver them. Reported: throughput (fps), per-frame and
+per-stage latency percentiles, CPU seconds per frame (to see how much of the board is
+left for anything else) and peak RSS (boards with 1-2 GB of RAM care).
+
+``--threads-sweep 1,2,4`` repeats the run per interpreter thread count, which is the
+one knob whose best value depends on the board (cores, and how they are shared).
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import resource
+import sys
+import time
+from typing import Dict, List, Optional, Sequence
+
+from .analyze import add_pipeline_arguments, threads_arg
+
+EXIT_OK = 0
+EXIT_ERROR = 1
+EXIT_USAGE = 2
+
+IMAGE_EXTENSIONS = (".jpg", ".jpeg", ".png", ".bmp", ".webp", ".tif", ".tiff")
+FRAME_RATE = 30.0  # timestamps i/30: what the legacy MediaPipe solution API assumes too
+
+
+class SourceError(RuntimeError):
+    """The benchmark source cannot be read (missing, empty, not a video or images)."""
+
+
+def add_arguments(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--source", required=True, metavar="VIDEO|IMAGE_DIR",
+                   help="video file, or a folder of images (taken in name order as consecutive frames)")
+    add_pipeline_arguments(p)
+    p.add_argument("--frames", type=_positive_int, default=None, metavar="N",
+                   help="use at most the first N frames (default: all)")
+    p.add_argument("--warmup", type=_non_negative_int, default=5, metavar="N",
+                   help="untimed frames first (interpreter start-up, first detection); the timed pass "
+                        "then restarts the stream at frame 0 (default: 5)")
+    p.add_argument("--threads-sweep", type=_thread_list, default=None, metavar="1,2,4",
+                   help="run once per interpreter thread count and compare (overrides --threads)")
+    p.add_argument("--sequential", action="store_true",
+                   help="do not overlap stages (face/hands concurrently, next pose with this frame's "
+                        "face and hands): the one-frame-at-a-time latency baseline")
+    p.add_argument("--json", action="store_true",
+                   help="print one JSON line per run instead of the table")
+
+
+def _positive_int(value: str) -> int:
+    try:
+        n = int(value)
+    except ValueError:
+        n = 0
+    if n < 1:
+        raise argparse.ArgumentTypeError(f"must be a positive integer, got {value!r}")
+    return n
+
+
+def _non_negative_int(value: str) -> int:
+    try:
+        n = int(value)
+    except ValueError:
+        n = -1
+    if n < 0:
+        raise argparse.ArgumentTypeError(f"must be a non-negative integer, got {value!r}")
+    return n
+
+
+def _thread_list(value: str) -> List[int]:
+    out = []
+    for part in value.split(","):
+        n = threads_arg(part.strip())
+        if n == "auto":
+            raise argparse.ArgumentTypeError("--threads-sweep takes numbers, e.g. 1,2,4")
+        out.append(n)
+    if not out:
+        raise argparse.ArgumentTypeError("--threads-sweep needs at least one thread count")
+    return out
+
+
+# --------------------------------------------------------------------------------------
+# Frames
+
+
+def load_frames(source: str, limit: Optional[int] = None) -> List["object"]:
+    """Decode every frame of a video or image folder to contiguous RGB uint8 arrays.
+
+    Everything is decoded before timing so the figure is the pipeline's alone; the
+    daemon overlaps decoding with inference on its own thread.
+    """
+    import cv2
+    import numpy as np
+
+    if not os.path.exists(source):
+        raise SourceError(f"{source}: no such file or directory")
+    if not os.access(source, os.R_OK):
+        raise SourceError(f"{source}: permission denied")
+    frames: List[np.ndarray] = []
+    if os.path.isdir(source):
+        names = sorted(n for n in os.listdir(source) if n.lower().endswith(IMAGE_EXTENSIONS))
+        if not names:
+            raise SourceError(f"{source}: folder holds no images ({', '.join(IMAGE_EXTENSIONS)})")
+        for name in names:
+            if limit is not None and len(frames) >= limit:
+                break
+            path = os.path.join(source, name)
+            bgr = cv2.imread(path, cv2.IMREAD_COLOR)
+            if bgr is None:
+                raise SourceError(f"{path}: not a readable image")
+            frames.append(cv2.cvtColor(bgr, cv2.COLOR_BGR2RGB))
+        return frames
+    if os.path.getsize(source) == 0:
+        raise SourceError(f"{source}: empty file")
+    cap = cv2.VideoCapture(source)
+    try:
+        if not cap.isOpened():
+            raise SourceError(f"{source}: not a readable video (unknown format or corrupt data)")
+        while limit is None or len(frames) < limit:
+            ok, bgr = cap.read()
+            if not ok:
+                break
+            frames.append(cv2.cvtColor(bgr, cv2.COLOR_BGR2RGB))
+    finally:
+        cap.release()
+    if not frames:
+        raise SourceError(f"{source}: no decodable frames")
+    return frames
+
+
+# --------------------------------------------------------------------------------------
+# Measuring
+
+
+def peak_rss_mb() -> float:
+    """Peak resident set size of this process in MiB (VmHWM; ru_maxrss as the fallback)."""
+    try:
+        with open("/proc/self/status") as f:
+            for line in f:
+                if line.startswith("VmHWM:"):
+                    return int(line.split()[1]) / 1024.0
+    except OSError:
+        pass
+    rss = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
+    return rss / (1024.0 * 1024.0) if sys.platform == "darwin" else rss / 1024.0
+
+
+def percentile_ms(values: Sequence[float]) -> Dict[str, float]:
+    import numpy as np
+
+    a = np.asarray(values, dtype=np.float64)
+    return {"p50": round(float(np.percentile(a, 50)), 2), "p95": round(float(np.percentile(a, 95)), 2)}
+
+
+def run_once(frames: Sequence["object"], args: argparse.Namespace, threads) -> Dict[str, object]:
+    """Build a pipeline, warm it up, time one tracking pass over ``frames``.
+
+    Throughput counts wall time from the first frame submitted to the last result;
+    per-frame latency is each frame's own submit-to-result time (with overlap on,
+    a frame waits for the previous one's face and hands, so latency > 1/fps).
+    """
+    from .pipeline import Pipeline, PipelineOptions
+    from .pipeline.stream import FrameStream, reset_tracking
+
+    pipe = Pipeline(PipelineOptions(task=args.task, pose_model=args.pose_model, hand_model=args.hand_model,
+                                    precision=args.precision, threads=threads, static_image_mode=False,
+                                    parallel=not args.sequential))
+    try:
+        warm = list(frames[: args.warmup])
+        for i, rgb in enumerate(warm):
+            pipe.process(rgb, i / FRAME_RATE)
+        reset_tracking(pipe)
+        stages: Dict[str, List[float]] = {}
+        latencies: List[float] = []
+        found = 0
+        cpu0 = os.times()
+        t0 = time.perf_counter()
+        stream = FrameStream(pipe, overlap=not args.sequential)
+        for result in stream.run((rgb, i / FRAME_RATE) for i, rgb in enumerate(frames)):
+            latencies.append(result.latency_ms["total"])
+            found += result.pose is not None
+            for k, v in result.latency_ms.items():
+                if k != "total":
+                    stages.setdefault(k, []).append(v)
+        wall = time.perf_counter() - t0
+        cpu1 = os.times()
+        stream.close()
+        models = dict(pipe.models)
+        threads_used = pipe.options.threads
+    finally:
+        pipe.close()
+    n = len(frames)
+    cpu = (cpu1.user - cpu0.user) + (cpu1.system - cpu0.system)
+    return {
+        "fps": round(n / wall, 2),
+        "frames": n,
+        "latency_ms": percentile_ms(latencies),
+        "stages_ms": {k: percentile_ms(v) for k, v in sorted(stages.items())},
+        "rss_mb": round(peak_rss_mb(), 1),
+        "task": args.task,
+        "models": models,
+        # Not part of the JSON line (its keys are fixed); shown in the table.
+        "_cpu_s_per_frame": cpu / n,
+        "_threads": threads_used,
+        "_found": found,
+        "_stage_runs": {k: len(v) for k, v in stages.items()},
+    }
+
+
+def public(report: Dict[str, object]) -> Dict[str, object]:
+    """The JSON line: exactly fps, frames, latency_ms, stages_ms, rss_mb, task, models."""
+    return {k: v for k, v in report.items() if not k.startswith("_")}
+
+
+def print_table(report: Dict[str, object], out=sys.stdout) -> None:
+    lat = report["latency_ms"]
+    print(f"task {report['task']}  threads/interpreter {report['_threads']}  frames {report['frames']}  "
+          f"person found on {report['_found']}", file=out)
+    print(f"  fps {report['fps']:.1f}   latency p50 {lat['p50']:.1f} ms  p95 {lat['p95']:.1f} ms   "
+          f"CPU {report['_cpu_s_per_frame'] * 1e3:.1f} ms/frame   peak RSS {report['rss_mb']:.0f} MB", file=out)
+    print(f"  {'stage':<18}{'runs':>6}{'p50 ms':>9}{'p95 ms':>9}", file=out)
+    for name, v in report["stages_ms"].items():
+        print(f"  {name:<18}{report['_stage_runs'][name]:>6}{v['p50']:>9.2f}{v['p95']:>9.2f}", file=out)
+    print("  models: " + ", ".join(f"{k}={v}" for k, v in report["models"].items()), file=out)
+
+
+def main(args: argparse.Namespace) -> int:
+    from .runtime import ModelError
+
+    try:
+        frames = load_frames(args.source, args.frames)
+    except SourceError as e:
+        print(f"edge-holistic: error: {e}", file=sys.stderr)
+        return EXIT_USAGE
+    sweep = args.threads_sweep or [args.threads]
+    reports = []
+    for threads in sweep:
+        try:
+            report = run_once(frames, args, threads)
+        except (ModelError, ValueError) as e:
+            print(f"edge-holistic: error: {e}", file=sys.stderr)
+            return EXIT_USAGE
+        reports.append(report)
+        if args.json:
+            print(json.dumps(public(report), separators=(",", ":")), flush=True)
+        else:
+            print_table(report)
+    if len(reports) > 1 and not args.json:
+        best = max(reports, key=lambda r: r["fps"])
+        print("threads sweep: " + ", ".join(f"{r['_threads']}: {r['fps']:.1f} fps" for r in reports)
+              + f"  -> best {best['_threads']}", flush=True)
+    return EXIT_OK
