@@ -26,7 +26,7 @@ def test_analyze_prints_one_valid_message_per_image(tmp_path, validator):
         validator.validate(m)
         assert m["source"] == src
     assert len(msgs[0]["pose"]["landmarks"]) == 33 and msgs[0]["face"] is None
-    assert msgs[0]["models"]["pose"] == "pose_landmark_lite@float16"
+    assert msgs[0]["models"]["pose"] == "pose_landmark_lite_nomask@float16"
     assert msgs[1]["pose"] is None
     drawn = sorted(f.name for f in (tmp_path / "out").iterdir())
     assert drawn == ["COCO_val2014_000000000536.png", "no_person_kitchen.png"]

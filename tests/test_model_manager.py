@@ -63,7 +63,7 @@ def test_release_frees_memory_and_reload_gives_identical_results(registry):
     pipe.process(img)
     released = pool.release_idle()
     assert {"face_landmark@float16", "hand_landmark_full@float16", "hand_recrop@float16"} <= set(released)
-    assert "pose_landmark_full@float16" not in released  # in use: never released
+    assert "pose_landmark_full_nomask@float16" not in released  # in use: never released
     gc.collect()
     rss_released = _rss_mb()
     assert rss_released < rss_loaded - 5.0, f"RSS {rss_loaded:.1f} -> {rss_released:.1f} MB after release"
@@ -89,9 +89,9 @@ def test_switch_mid_clip_keeps_every_frame(make_pipeline, clip_frames):
         r = pipe.process(frame, i / 30.0)
         assert r.pose is not None, f"frame {i} lost its pose around a switch"
         seen.append(r.models["pose"])
-    assert seen[:10] == ["pose_landmark_full@float16"] * 10
-    assert seen[10:20] == ["pose_landmark_lite@float16"] * 10
-    assert seen[20:] == ["pose_landmark_full@float16"] * 10
+    assert seen[:10] == ["pose_landmark_full_nomask@float16"] * 10
+    assert seen[10:20] == ["pose_landmark_lite_nomask@float16"] * 10
+    assert seen[20:] == ["pose_landmark_full_nomask@float16"] * 10
 
 
 def test_unknown_names_fail_clearly(make_pipeline):

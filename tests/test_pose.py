@@ -112,11 +112,11 @@ def test_non_uint8_frame_is_a_clear_error(static_full):
 def test_model_switch_between_frames_keeps_tracking(make_pipeline, clip_frames):
     pipe = make_pipeline(task="pose", pose_model="full")
     r0 = pipe.process(clip_frames[0], 0.0)
-    assert r0.models["pose"] == "pose_landmark_full@float16"
+    assert r0.models["pose"] == "pose_landmark_full_nomask@float16"
     runs = pipe.pose.detector_runs
     pipe.update(pose_model="lite")
     r1 = pipe.process(clip_frames[1], 1 / 30)
-    assert r1.models["pose"] == "pose_landmark_lite@float16" and r1.pose is not None
+    assert r1.models["pose"] == "pose_landmark_lite_nomask@float16" and r1.pose is not None
     assert pipe.pose.detector_runs == runs  # switched without re-detecting
 
 

@@ -102,14 +102,23 @@ class Pipeline:
             raise ValueError(f"threads must be a positive integer or 'auto', got {o.threads!r}")
         return replace(o, threads=threads)
 
-    @staticmethod
-    def _model_keys(o: PipelineOptions) -> Dict[str, tuple]:
+    def _pose_role(self, variant: str, precision: str) -> str:
+        """Load the landmark-only build of a pose variant when the manifest has one.
+
+        The pipeline never publishes the segmentation mask; the pruned build computes the
+        same landmark, heatmap and world outputs (checked bit for bit when it was made)
+        for about a third less arithmetic, so it is always preferred.
+        """
+        return "pose_landmark_only" if ("pose_landmark_only", str(variant), precision) in self.registry.specs \
+            else "pose_landmark"
+
+    def _model_keys(self, o: PipelineOptions) -> Dict[str, tuple]:
         """Every interpreter the options need: name -> (role, variant, precision, threads, slot)."""
         p = resolve_precision(str(o.precision))
         t = int(o.threads)
         keys = {
             "pose_detector": ("pose_detector", "default", p, t, "main"),
-            "pose": ("pose_landmark", o.pose_model, p, t, "main"),
+            "pose": (self._pose_role(o.pose_model, p), o.pose_model, p, t, "main"),
         }
         if o.task == "holistic":
             keys.update({

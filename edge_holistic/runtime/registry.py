@@ -18,7 +18,10 @@ import yaml
 
 from .interpreter import TfliteModel
 
-ROLES = ("pose_detector", "pose_landmark", "face_detector", "face_landmark", "hand_recrop", "hand_landmark")
+# pose_landmark_only: a pose_landmark variant with the unused segmentation head pruned
+# (scripts/prune_models.py); same landmark outputs, about a third less arithmetic.
+ROLES = ("pose_detector", "pose_landmark", "pose_landmark_only", "face_detector", "face_landmark", "hand_recrop",
+         "hand_landmark")
 PRECISIONS = ("float16", "int8")
 PRECISION_CHOICES = ("float", "float16", "int8", "auto")
 
