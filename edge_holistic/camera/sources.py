@@ -270,7 +270,7 @@ class FileSource(_Paced):
             if empty:
                 raise SourceError(f"no decodable frame in {self.cfg.path}")
             self.open()
-            return None
+            return self.read()  # first frame of the next pass (an empty file raised above)
         self._since_open += 1
         return _bgr_to_rgb(frame)
 
