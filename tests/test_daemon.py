@@ -1,0 +1,337 @@
+"""The real daemon process against a real mosquitto broker, observed by a paho subscriber."""
+from __future__ import annotations
+
+import json
+import shutil
+import signal
+import socket
+import sys
+import time
+from pathlib import Path
+
+import jsonschema
+import pytest
+
+from edge_holistic.message import load_schema
+from mqtt_fixtures import (DATA, REPO, Broker, DaemonProcess, Subscriber, daemon_config, free_port,
+                           wait_until)
+
+
+PREFIX = "edge_holistic"
+
+
+@pytest.fixture(scope="module")
+def broker(tmp_path_factory):
+    b = Broker(tmp_path_factory.mktemp("broker")).start()
+    yield b
+    b.close()
+
+
+@pytest.fixture(scope="module")
+def running(broker, tmp_path_factory):
+    """One daemon on the sample clip shared by the read-mostly tests."""
+    tmp = tmp_path_factory.mktemp("daemon")
+    cfg = daemon_config(tmp, broker.port, "shared")
+    sub = Subscriber(broker.port, f"{PREFIX}/shared/#")
+    d = DaemonProcess(cfg)
+    first = sub.wait_for("landmarks", timeout=60)
+    assert first is not None, "no landmarks message within 60 s:\n" + d.log()
+    yield d, sub, broker
+    sub.close()
+    d.close()
+
+
+def test_messages_arrive_and_validate_against_schema(running):
+    d, sub, _ = running
+    assert wait_until(lambda: len(sub.of("landmarks")) >= 5, 30), d.log()
+    schema = load_schema()
+    msgs = [m.json() for m in sub.of("landmarks")[:5]]
+    for msg in msgs:
+        jsonschema.validate(msg, schema)
+        assert msg["source"] == "shared"
+        assert msg["frame"]["width"] == 400 and msg["frame"]["height"] == 300
+        assert msg["models"]["pose"].startswith("pose_landmark_lite")
+    seqs = [m["frame"]["seq"] for m in msgs]
+    assert seqs == sorted(seqs) and len(set(seqs)) == len(seqs)
+    # The clip's first 38 frames show a person: pose landmarks were found on some frame.
+    assert any(m["pose"] is not None for m in msgs)
+    assert all(not m.retain for m in sub.of("landmarks"))
+
+
+def test_available_is_online_and_retained(running):
+    d, _, broker = running
+    late = Subscriber(broker.port, f"{PREFIX}/shared/available")  # joins after the fact: needs retain
+    try:
+        got = late.wait_for("available", timeout=10)
+        assert got is not None and got.text == "online" and got.retain
+    finally:
+        late.close()
+
+
+def test_status_is_retained_and_has_no_secrets(running):
+    d, _, broker = running
+    late = Subscriber(broker.port, f"{PREFIX}/shared/status")
+    try:
+        got = late.wait_for("status", timeout=10)
+        assert got is not None and got.retain
+        st = got.json()
+        for key in ("version", "task", "models", "precision", "threads", "config_hash", "started", "shed_load"):
+            assert key in st, key
+        assert st["task"] == "pose" and st["threads"] == 1 and st["precision"] == "float16"
+        assert "password" not in got.text
+    finally:
+        late.close()
+
+
+def test_stats_are_published(running):
+    d, sub, _ = running
+    got = sub.wait_for("stats", lambda m: m.json()["frames"]["processed_total"] > 0, timeout=15)
+    assert got is not None, d.log()
+    st = got.json()
+    assert set(st["fps"]) >= {"captured", "processed", "dropped"}
+    assert "total" in st["latency_ms"] and set(st["latency_ms"]["total"]) == {"p50", "p95"}
+    assert st["rss_mb"] > 10 and st["cpu_percent"] >= 0
+    assert st["mqtt"]["connected"] is True
+    for key in ("stalls", "reopens", "temperature_c", "throttled"):
+        assert key in st
+
+
+def test_cmd_switches_pose_model(running):
+    d, sub, _ = running
+    t0 = time.monotonic()
+    sub.publish(f"{PREFIX}/shared/cmd", json.dumps({"id": "sw1", "cmd": "set", "pose_model": "full"}))
+    res = sub.wait_for("cmd/result", lambda m: m.json().get("id") == "sw1", timeout=15, since=t0)
+    assert res is not None and res.json()["ok"] is True, d.log()
+    got = sub.wait_for("landmarks", lambda m: m.json()["models"]["pose"].startswith("pose_landmark_full"),
+                       timeout=20, since=t0)
+    assert got is not None, d.log()
+    # Every message after the first full one stays on full.
+    later = [m.json()["models"]["pose"] for m in sub.of("landmarks", since=got.t)]
+    assert all(name.startswith("pose_landmark_full") for name in later)
+    status = sub.wait_for("status", lambda m: m.json()["pose_model"] == "full", timeout=10, since=t0)
+    assert status is not None
+    # Switch back (and pause/resume round trip) so other tests see the lite model.
+    sub.publish(f"{PREFIX}/shared/cmd", json.dumps({"id": "sw2", "cmd": "set", "pose_model": "lite"}))
+    assert sub.wait_for("cmd/result", lambda m: m.json().get("id") == "sw2" and m.json()["ok"], timeout=15)
+
+
+@pytest.mark.parametrize("payload, needle", [
+    (b"{not json", "not valid JSON"),
+    (json.dumps({"id": "u1", "cmd": "explode"}).encode(), "unknown cmd"),
+    (json.dumps({"id": "u2", "cmd": "set", "pose_model": "gigantic"}).encode(), "gigantic"),
+    (json.dumps({"id": "u3", "cmd": "set", "max_fps": -3}).encode(), "max_fps"),
+    (json.dumps({"id": "u4", "cmd": "set", "model_path": "/etc/passwd"}).encode(), "model_path"),
+    (b"{" + b" " * 5000 + b"}", "too large"),
+])
+def test_malformed_cmd_gets_error_and_stream_continues(running, payload, needle):
+    d, sub, _ = running
+    t0 = time.monotonic()
+    sub.publish(f"{PREFIX}/shared/cmd", payload)
+    res = sub.wait_for("cmd/result", lambda m: m.json()["ok"] is False and needle in m.json()["error"],
+                       timeout=15, since=t0)
+    assert res is not None, d.log()
+    t1 = time.monotonic()
+    nxt = sub.wait_for("landmarks", timeout=15, since=t1)
+    assert nxt is not None and nxt.json()["models"]["pose"].startswith("pose_landmark_lite")
+    assert d.proc.poll() is None
+
+
+def test_kill_9_publishes_lwt_offline(broker, tmp_path):
+    cfg = daemon_config(tmp_path, broker.port, "lwt")
+    sub = Subscriber(broker.port, f"{PREFIX}/lwt/#")
+    d = DaemonProcess(cfg)
+    try:
+        assert sub.wait_for("available", lambda m: m.text == "online", timeout=60), d.log()
+        t0 = time.monotonic()
+        d.signal(signal.SIGKILL)
+        d.wait(10)
+        # The broker notices the dropped TCP connection at once and sends the retained will.
+        got = sub.wait_for("available", lambda m: m.text == "offline", timeout=20, since=t0)
+        assert got is not None
+    finally:
+        sub.close()
+        d.close()
+    late = Subscriber(broker.port, f"{PREFIX}/lwt/available")
+    try:
+        got = late.wait_for("available", timeout=10)
+        assert got is not None and got.text == "offline" and got.retain
+    finally:
+        late.close()
+
+
+def test_sigterm_publishes_stopped_and_exits_0(broker, tmp_path):
+    cfg = daemon_config(tmp_path, broker.port, "term")
+    sub = Subscriber(broker.port, f"{PREFIX}/term/#")
+    d = DaemonProcess(cfg)
+    try:
+        assert sub.wait_for("landmarks", timeout=60), d.log()
+        t0 = time.monotonic()
+        d.signal(signal.SIGTERM)
+        code = d.wait(10)
+        assert code == 0, d.log()
+        assert sub.wait_for("available", lambda m: m.text == "stopped", timeout=5, since=t0), d.log()
+        assert not sub.of("available", since=t0) or all(m.text != "offline" for m in sub.of("available", since=t0))
+        assert "SIGTERM: stopping" in d.log()
+    finally:
+        sub.close()
+        d.close()
+
+
+def test_broker_down_at_start_then_restarted(tmp_path):
+    """No broker at boot: processing goes on and retries are logged; then a broker restart is survived."""
+    port = free_port()
+    b = Broker(tmp_path / "b", port)
+    cfg = daemon_config(tmp_path, port, "restart")
+    d = DaemonProcess(cfg)
+    try:
+        assert wait_until(lambda: "unreachable" in d.log(), 40), d.log()
+        # Frames are processed while the broker is absent (the stats log line counts them).
+        assert wait_until(lambda: "person yes" in d.log() or "person no" in d.log(), 20)
+        b.start()
+        sub = Subscriber(port, f"{PREFIX}/restart/#")
+        assert sub.wait_for("available", lambda m: m.text == "online", timeout=30), d.log()
+        assert sub.wait_for("landmarks", timeout=20)
+        sub.close()
+        b.stop()
+        time.sleep(1.0)
+        b.start()
+        sub2 = Subscriber(port, f"{PREFIX}/restart/#")
+        t0 = time.monotonic()
+        # persistence is off, so this 'online' can only come from the daemon's republish on reconnect
+        assert sub2.wait_for("available", lambda m: m.text == "online", timeout=30), d.log()
+        assert sub2.wait_for("landmarks", timeout=20, since=t0), d.log()
+        # cmd is resubscribed after the restart
+        sub2.publish(f"{PREFIX}/restart/cmd", json.dumps({"id": "after", "cmd": "status"}))
+        assert sub2.wait_for("cmd/result", lambda m: m.json().get("id") == "after", timeout=15), d.log()
+        st = sub2.wait_for("stats", lambda m: m.json()["mqtt"]["reconnects"] >= 1, timeout=15)
+        assert st is not None
+        sub2.close()
+        assert "reconnect #" in d.log()
+    finally:
+        d.close()
+        b.close()
+
+
+def _write_images(folder: Path, n: int = 2) -> None:
+    folder.mkdir(exist_ok=True)
+    for p in sorted((DATA / "images").glob("*.jpg"))[:n]:
+        shutil.copy(p, folder / p.name)
+
+
+def test_stalled_source_is_reopened_and_counted(broker, tmp_path):
+    images = tmp_path / "drop"
+    _write_images(images)
+    cfg = daemon_config(tmp_path, broker.port, "stall",
+                        source={"type": "images", "path": str(images), "fps": 10},
+                        health={"stall_timeout": 1, "unhealthy_after": 30, "stats_interval": 1})
+    sub = Subscriber(broker.port, f"{PREFIX}/stall/#")
+    d = DaemonProcess(cfg)
+    try:
+        assert sub.wait_for("landmarks", timeout=60), d.log()
+        for f in images.iterdir():
+            f.unlink()
+        st = sub.wait_for("stats", lambda m: m.json()["stalls"] >= 1 and m.json()["reopens"] >= 1, timeout=20)
+        assert st is not None, d.log()
+        assert "stall #1" in d.log() and "reopened images:" in d.log()
+        _write_images(images)  # frames come back after a reopen
+        t0 = time.monotonic()
+        assert sub.wait_for("landmarks", timeout=20, since=t0), d.log()
+    finally:
+        sub.close()
+        d.close()
+
+
+def test_systemd_notify_ready_status_watchdog(tmp_path):
+    """A NOTIFY_SOCKET we bind receives READY/STATUS/WATCHDOG; pings stop when frames stop."""
+    images = tmp_path / "imgs"
+    _write_images(images)
+    sock_path = str(tmp_path / "notify.sock")
+    srv = socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM)
+    srv.bind(sock_path)
+    srv.settimeout(0.2)
+    received = []  # (monotonic time, datagram)
+
+    def drain(seconds: float) -> None:
+        end = time.monotonic() + seconds
+        while time.monotonic() < end:
+            try:
+                received.append((time.monotonic(), srv.recv(4096).decode()))
+            except socket.timeout:
+                pass
+
+    cfg = daemon_config(tmp_path, free_port(), "notify",  # no broker: notify must not depend on MQTT
+                        source={"type": "images", "path": str(images), "fps": 10},
+                        health={"stall_timeout": 1, "unhealthy_after": 2.5})
+    d = DaemonProcess(cfg, env={"NOTIFY_SOCKET": sock_path, "WATCHDOG_USEC": "1000000"})
+    try:
+        deadline = time.monotonic() + 60
+        while time.monotonic() < deadline and not any("WATCHDOG=1" in m for _, m in received):
+            drain(0.5)
+        texts = [m for _, m in received]
+        assert any("READY=1" in m for m in texts), (texts, d.log())
+        assert any(m.startswith("STATUS=") or "\nSTATUS=" in m for m in texts), texts
+        drain(2.0)
+        pings = [t for t, m in received if m == "WATCHDOG=1"]
+        assert len(pings) >= 3, (received, d.log())
+        for f in images.iterdir():
+            f.unlink()
+        t_stop = time.monotonic()
+        drain(6.0)  # 2.5 s to be declared unhealthy, then silence
+        late = [t for t, m in received if m == "WATCHDOG=1" and t > t_stop + 4.0]
+        assert late == [], (received, d.log())
+        assert "watchdog pings stopped" in d.log()
+        _write_images(images)
+        t_back = time.monotonic()
+        drain(8.0)
+        assert any(m == "WATCHDOG=1" and t > t_back for t, m in received), d.log()
+        d.signal(signal.SIGTERM)
+        assert d.wait(10) == 0
+        drain(0.5)
+        assert any("STOPPING=1" in m for _, m in received)
+    finally:
+        d.close()
+        srv.close()
+
+
+def test_bad_config_exits_2_with_key_path(tmp_path):
+    bad = tmp_path / "bad.yaml"
+    bad.write_text("device_id: cam0\nmqtt:\n  port: not-a-port\n")
+    d = DaemonProcess(bad)
+    try:
+        assert d.wait(60) == 2
+        assert f"{bad}:3: mqtt.port:" in d.log(), d.log()
+    finally:
+        d.close()
+    # An override is validated too, and the error names the flag.
+    good = daemon_config(tmp_path, 1883, "flags")
+    d = DaemonProcess(good, "--device-id", "has space")
+    try:
+        assert d.wait(60) == 2
+        assert "--device-id: device_id:" in d.log(), d.log()
+    finally:
+        d.close()
+
+
+def test_sighup_reload_applies_valid_and_rejects_invalid(broker, tmp_path):
+    cfg = daemon_config(tmp_path, broker.port, "hup")
+    sub = Subscriber(broker.port, f"{PREFIX}/hup/#")
+    d = DaemonProcess(cfg)
+    try:
+        assert sub.wait_for("landmarks", timeout=60), d.log()
+        text = cfg.read_text()
+        cfg.write_text(text.replace("max_fps: 8", "max_fps: 4"))
+        t0 = time.monotonic()
+        d.signal(signal.SIGHUP)
+        assert sub.wait_for("status", lambda m: m.json()["max_fps"] == 4.0 and m.json()["config_error"] is None,
+                            timeout=15, since=t0), d.log()
+        cfg.write_text(text.replace("pose_model: lite", "pose_model: enormous"))
+        t1 = time.monotonic()
+        d.signal(signal.SIGHUP)
+        st = sub.wait_for("status", lambda m: m.json()["config_error"] is not None, timeout=15, since=t1)
+        assert st is not None and "pipeline.pose_model" in st.json()["config_error"], d.log()
+        assert st.json()["max_fps"] == 4.0
+        assert sub.wait_for("landmarks", timeout=15, since=time.monotonic()), d.log()
+        assert d.proc.poll() is None
+    finally:
+        sub.close()
+        d.close()
