@@ -1,0 +1,285 @@
+#!/usr/bin/env python3
+"""Side-by-side speed of MediaPipe 0.10.21's legacy Holistic/Pose and ours; writes docs/benchmarks.md.
+
+Why side by side, alternating, in one run: CPU figures on a shared or thermally
+throttled board drift by tens of percent from one minute to the next. A ratio is only
+meaningful if both sides saw the same conditions, so every round runs each
+configuration once for MediaPipe and once for us, back to back (the order flips every
+round), and the report gives the ratio per round with its min-max.
+
+Both sides run in tracking mode on the same decoded frames (each side decodes the
+video with OpenCV before its clock starts), each in its own fresh single process:
+MediaPipe through ``scripts/mp_reference_worker.py bench`` in its throwaway venv,
+ours through ``edge-holistic bench --json``. Thread philosophy, the same on both
+sides: one XNNPACK thread per model (what MediaPipe's CPU inference calculator uses
+on desktop Linux by default) and concurrency across independent stages (MediaPipe's
+graph scheduler; our FrameStream and the face/hands split).
+
+Then agreement on the same clip: MediaPipe's tracking outputs (the worker's ``clip``
+mode) against ours, per part, as the median over frames of the per-frame median
+landmark distance / box diagonal (the golden-test measure, ``tests/golden.py``).
+
+Usage: ``.venv/bin/python scripts/bench_compare.py [--video V] [--rounds 3] [--out docs/benchmarks.md]``
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import platform
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+from typing import Any, Dict, List, Optional, Sequence, Tuple
+
+import numpy as np
+
+REPO = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(REPO / "scripts"))
+sys.path.insert(0, str(REPO / "tests"))
+
+import _mpvenv  # noqa: E402
+
+DEFAULT_VIDEO = Path("/work/shared/testdata/video.avi")
+# name -> (our bench flags, MediaPipe worker setting)
+CONFIGS: Dict[str, Tuple[List[str], str]] = {
+    "holistic_full": (["--task", "holistic", "--pose-model", "full", "--hand-model", "full"], "holistic_full"),
+    "holistic_lite": (["--task", "holistic", "--pose-model", "lite", "--hand-model", "full"], "holistic_lite"),
+    "pose_full": (["--task", "pose", "--pose-model", "full"], "pose_full"),
+    "pose_lite": (["--task", "pose", "--pose-model", "lite"], "pose_lite"),
+}
+TARGET_RATIO = 1.5
+
+
+def ours_bench(video: Path, flags: Sequence[str], threads: int, frames: Optional[int],
+               extra: Sequence[str] = ()) -> Dict[str, Any]:
+    cmd = [str(REPO / ".venv" / "bin" / "edge-holistic"), "bench", "--source", str(video), "--json",
+           "--threads", str(threads), *flags, *extra]
+    if frames:
+        cmd += ["--frames", str(frames)]
+    env = dict(os.environ, TF_CPP_MIN_LOG_LEVEL="2")
+    proc = subprocess.run(cmd, capture_output=True, text=True, env=env)
+    if proc.returncode != 0:
+        raise SystemExit(f"ours failed: {' '.join(cmd)}\n{proc.stderr[-3000:]}")
+    return json.loads(proc.stdout.strip().splitlines()[-1])
+
+
+def mp_bench(video: Path, setting: str, frames: Optional[int]) -> Dict[str, Any]:
+    r = _mpvenv.mediapipe_bench(video, settings=[setting], max_frames=frames)
+    return {"fps": r["fps"][setting], "p50": r["ms_p50"][setting], "found": r["found"][setting]}
+
+
+# --------------------------------------------------------------------------------------
+# Agreement
+
+
+def our_tracking(video: Path, frames: Optional[int], task: str, threads: int) -> List[Any]:
+    """Our per-frame results on the clip, tracking mode, the way bench runs it (overlap on)."""
+    from edge_holistic.bench import load_frames
+    from edge_holistic.pipeline import Pipeline, PipelineOptions
+    from edge_holistic.pipeline.stream import FrameStream
+
+    rgb = load_frames(str(video), frames)
+    pipe = Pipeline(PipelineOptions(task=task, pose_model="full", hand_model="full", threads=threads))
+    with FrameStream(pipe) as stream:
+        out = list(stream.run((f, i / 30.0) for i, f in enumerate(rgb)))
+    pipe.close()
+    return out
+
+
+def agreement(results: Sequence[Any], ref_dir: Path, name: str, parts: Sequence[str]) -> Dict[str, Dict[str, Any]]:
+    """Per part: frames compared, found/not-found agreement, median and p90 of the per-frame median ratio."""
+    import golden
+
+    ref = golden.load_golden(name, ref_dir)
+    out: Dict[str, Dict[str, Any]] = {}
+    for part in parts:
+        ratios, agree, n = [], 0, 0
+        for i, r in enumerate(results):
+            item = ref.frame(i)
+            ours = getattr(r, part)
+            theirs = item.part(part)
+            n += 1
+            agree += (ours is None) == (theirs is None)
+            if ours is None or theirs is None:
+                continue
+            mask = golden.pose_visible_mask(theirs) if part == "pose" else None
+            if mask is not None and not mask.any():
+                continue
+            ratios.append(golden.median_distance_ratio(ours.landmarks, theirs, mask, item.width, item.height))
+        out[part] = {"frames": n, "both": len(ratios), "found_agreement": agree / max(n, 1),
+                     "median": float(np.median(ratios)) if ratios else None,
+                     "p90": float(np.percentile(ratios, 90)) if ratios else None}
+    return out
+
+
+# --------------------------------------------------------------------------------------
+# Report
+
+
+def machine() -> Dict[str, str]:
+    model = platform.processor() or platform.machine()
+    try:
+        with open("/proc/cpuinfo") as f:
+            for line in f:
+                if line.startswith("model name"):
+                    model = line.split(":", 1)[1].strip()
+                    break
+    except OSError:
+        pass
+    return {"cpu": model, "cores": str(os.cpu_count()), "arch": platform.machine(), "kernel": platform.release()}
+
+
+def versions(py_mp: Path) -> Dict[str, str]:
+    from importlib.metadata import version
+
+    import cv2
+
+    mp_ver = subprocess.run([str(py_mp), "-c", "import mediapipe,numpy,cv2;print(mediapipe.__version__, numpy.__version__, cv2.__version__)"],
+                            capture_output=True, text=True).stdout.split()
+    return {"python": platform.python_version(), "ai-edge-litert": version("ai-edge-litert"),
+            "numpy": np.__version__, "opencv": cv2.__version__,
+            "mediapipe": mp_ver[0] if mp_ver else "?",
+            "mediapipe venv numpy/opencv": "/".join(mp_ver[1:]) if mp_ver else "?"}
+
+
+def fmt(v: Optional[float], spec: str = ".1f") -> str:
+    return "—" if v is None else format(v, spec)
+
+
+def write_report(path: Path, args: argparse.Namespace, rounds: List[Dict[str, Dict[str, Any]]],
+                 agree: Dict[str, Dict[str, Dict[str, Any]]], vers: Dict[str, str], mach: Dict[str, str],
+                 frames: int, started: str, load: Tuple[float, float]) -> None:
+    lines = [
+        "# Benchmarks: edge_holistic vs MediaPipe 0.10.21",
+        "",
+        f"Generated by `scripts/bench_compare.py` ({started}); do not edit by hand, re-run the script.",
+        "",
+        "## Setup",
+        "",
+        f"- Machine: {mach['cpu']}, {mach['cores']} cores, {mach['arch']}, Linux {mach['kernel']}; "
+        f"load average before/after the run {load[0]:.2f}/{load[1]:.2f} (the machine is shared: other jobs ran "
+        "during the measurement, which is why both sides alternate).",
+        "- Versions: " + ", ".join(f"{k} {v}" for k, v in vers.items()) + ".",
+        f"- Input: `{args.video.name}`, {frames} frames, decoded to RGB before timing on both sides; tracking mode; "
+        f"{args.rounds} rounds, each running every configuration once per side back to back (order flipped "
+        "every round); 5 untimed warm-up frames, then the timed pass restarts at frame 0.",
+        f"- Threads: one XNNPACK thread per model on both sides (ours: `--threads {args.threads}`; MediaPipe's "
+        "desktop default). Concurrency across independent stages on both sides: MediaPipe's graph scheduler; ours "
+        "runs the next frame's pose while this frame's face and hands run, and face and hands concurrently.",
+        "- Models: MediaPipe's own files. Ours loads the landmark-only pose models (`*_nomask`, segmentation head "
+        "pruned by `scripts/prune_models.py`, outputs identical) — MediaPipe computes the mask even with "
+        "`enable_segmentation=False`.",
+        "- Holistic lite = MediaPipe `model_complexity=0` (pose lite, hands full); full = complexity 1.",
+        "",
+        "## Throughput (frames per second)",
+        "",
+        "| configuration | ours fps (median) | MediaPipe fps (median) | ratio median | ratio min–max | target |",
+        "|---|---:|---:|---:|---:|---|",
+    ]
+    summary = {}
+    for name in args.configs:
+        ours = [r[name]["ours"]["fps"] for r in rounds]
+        mp = [r[name]["mp"]["fps"] for r in rounds]
+        ratios = [a / b for a, b in zip(ours, mp)]
+        med = float(np.median(ratios))
+        summary[name] = (med, min(ratios), max(ratios))
+        target = ""
+        if name in ("holistic_full", "pose_full"):
+            target = f"≥ {TARGET_RATIO}× — {'met' if med >= TARGET_RATIO else f'missed by {TARGET_RATIO - med:.2f}×'}"
+        lines.append(f"| {name} | {np.median(ours):.1f} | {np.median(mp):.1f} | {med:.2f}× | "
+                     f"{min(ratios):.2f}–{max(ratios):.2f}× | {target} |")
+    lines += ["", "Per round (ours / MediaPipe fps):", "",
+              "| round | " + " | ".join(args.configs) + " |", "|---|" + "---|" * len(args.configs)]
+    for i, r in enumerate(rounds):
+        lines.append(f"| {i + 1} | " + " | ".join(f"{r[n]['ours']['fps']:.1f} / {r[n]['mp']['fps']:.1f}"
+                                                    for n in args.configs) + " |")
+    lines += ["", "## Our per-stage latency (last round, ms, p50 / p95)", ""]
+    for name in args.configs:
+        o = rounds[-1][name]["ours"]
+        stages = ", ".join(f"{k} {v['p50']:.1f}/{v['p95']:.1f}" for k, v in o["stages_ms"].items())
+        lines.append(f"- {name}: frame latency {o['latency_ms']['p50']:.1f}/{o['latency_ms']['p95']:.1f}; "
+                     f"{stages}; peak RSS {o['rss_mb']:.0f} MB (includes the decoded clip held in memory, "
+                     f"{frames} × {args.frame_mb:.1f} MB)")
+    lines += ["", "## Agreement with MediaPipe on the same clip (tracking mode, full models)", "",
+              "Per part: frames where both found it, found/not-found agreement over all frames, and the median "
+              "(and p90) over those frames of the per-frame median landmark distance divided by the reference "
+              "box diagonal (pose: MediaPipe-visible landmarks only). Test thresholds on single images: pose "
+              "1.5%, face 2%, hands 3%.", "",
+              "| solution | part | both found | found agreement | median | p90 |", "|---|---|---:|---:|---:|---:|"]
+    for sol, parts in agree.items():
+        for part, a in parts.items():
+            lines.append(f"| {sol} | {part} | {a['both']}/{a['frames']} | {a['found_agreement'] * 100:.1f}% | "
+                         f"{fmt(a['median'] and a['median'] * 100, '.2f')}% | {fmt(a['p90'] and a['p90'] * 100, '.2f')}% |")
+    lines += ["", "## Notes", "", *args.notes, ""]
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text("\n".join(lines) + "\n")
+    return summary
+
+
+def main(argv: Optional[Sequence[str]] = None) -> int:
+    p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    p.add_argument("--video", type=Path, default=DEFAULT_VIDEO)
+    p.add_argument("--rounds", type=int, default=3)
+    p.add_argument("--frames", type=int, default=None, help="first N frames only (default: all)")
+    p.add_argument("--threads", type=int, default=1, help="our interpreter threads (default: 1, like MediaPipe)")
+    p.add_argument("--configs", nargs="+", default=list(CONFIGS), choices=list(CONFIGS))
+    p.add_argument("--out", type=Path, default=REPO / "docs" / "benchmarks.md")
+    p.add_argument("--notes-file", type=Path, default=None,
+                   help="Markdown appended under 'Notes' (profile summary, daemon figures)")
+    p.add_argument("--no-agreement", action="store_true")
+    args = p.parse_args(argv)
+    if not args.video.is_file():
+        raise SystemExit(f"error: video {args.video} not found")
+    started = time.strftime("%Y-%m-%d %H:%M UTC", time.gmtime())
+    load0 = os.getloadavg()[0]
+    py_mp = _mpvenv.ensure_venv(quiet=True)
+
+    rounds: List[Dict[str, Dict[str, Any]]] = []
+    for rnd in range(args.rounds):
+        this: Dict[str, Dict[str, Any]] = {}
+        for name in args.configs:
+            flags, setting = CONFIGS[name]
+            order = ("mp", "ours") if rnd % 2 == 0 else ("ours", "mp")
+            this[name] = {}
+            for side in order:
+                if side == "mp":
+                    this[name]["mp"] = mp_bench(args.video, setting, args.frames)
+                else:
+                    this[name]["ours"] = ours_bench(args.video, flags, args.threads, args.frames)
+            print(f"round {rnd + 1} {name}: ours {this[name]['ours']['fps']:.1f} fps, "
+                  f"MediaPipe {this[name]['mp']['fps']:.1f} fps", file=sys.stderr, flush=True)
+        rounds.append(this)
+    frames = rounds[0][args.configs[0]]["ours"]["frames"]
+
+    agree: Dict[str, Dict[str, Dict[str, Any]]] = {}
+    if not args.no_agreement:
+        with tempfile.TemporaryDirectory() as tmp:
+            _mpvenv.run_in_venv(py_mp, _mpvenv.WORKER, ["clip", "--out-dir", tmp, str(args.video)], capture=True)
+            ours_h = our_tracking(args.video, args.frames, "holistic", args.threads)
+            agree["Holistic"] = agreement(ours_h, Path(tmp), "holistic_full_tracking",
+                                          ("pose", "face", "left_hand", "right_hand"))
+            ours_p = our_tracking(args.video, args.frames, "pose", args.threads)
+            agree["Pose"] = agreement(ours_p, Path(tmp), "pose_full_tracking", ("pose",))
+    import cv2
+
+    cap = cv2.VideoCapture(str(args.video))
+    args.frame_mb = cap.get(cv2.CAP_PROP_FRAME_WIDTH) * cap.get(cv2.CAP_PROP_FRAME_HEIGHT) * 3 / 2**20
+    cap.release()
+    args.notes = args.notes_file.read_text().splitlines() if args.notes_file else []
+    summary = write_report(args.out, args, rounds, agree, versions(py_mp), machine(), frames, started,
+                           (load0, os.getloadavg()[0]))
+    for name, (med, lo, hi) in summary.items():
+        print(f"{name}: ours/MediaPipe {med:.2f}x (min {lo:.2f}, max {hi:.2f})")
+    for sol, parts in agree.items():
+        for part, a in parts.items():
+            print(f"agreement {sol} {part}: median {fmt(a['median'] and a['median'] * 100, '.2f')}% "
+                  f"on {a['both']} frames, found agreement {a['found_agreement'] * 100:.1f}%")
+    print(f"wrote {args.out}")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
