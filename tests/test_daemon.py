@@ -335,3 +335,36 @@ def test_sighup_reload_applies_valid_and_rejects_invalid(broker, tmp_path):
     finally:
         sub.close()
         d.close()
+
+
+def test_memory_soft_limit_sheds_load_and_says_so(broker, tmp_path):
+    cfg = daemon_config(tmp_path, broker.port, "shed",
+                        pipeline={"pose_model": "full"},
+                        health={"memory_soft_mb": 40, "memory_check_interval": 0.5, "shed_max_fps": 3})
+    sub = Subscriber(broker.port, f"{PREFIX}/shed/#")
+    d = DaemonProcess(cfg)
+    try:
+        st = sub.wait_for("status", lambda m: m.json()["shed_load"]["active"], timeout=60)
+        assert st is not None, d.log()
+        doc = st.json()
+        assert "soft limit 40" in doc["shed_load"]["reason"]
+        assert doc["max_fps"] == 3.0 and doc["pose_model"] == "lite"
+        t0 = time.monotonic()
+        got = sub.wait_for("landmarks", lambda m: m.json()["models"]["pose"].startswith("pose_landmark_lite"),
+                           timeout=20, since=t0)
+        assert got is not None, d.log()
+        assert "shedding load" in d.log()
+    finally:
+        sub.close()
+        d.close()
+
+
+def test_memory_hard_limit_exits_nonzero(tmp_path):
+    cfg = daemon_config(tmp_path, free_port(), "hard", health={"memory_hard_mb": 40, "memory_check_interval": 0.5})
+    d = DaemonProcess(cfg)
+    try:
+        code = d.wait(60)
+        assert code == 3, d.log()
+        assert "hard limit 40" in d.log()
+    finally:
+        d.close()

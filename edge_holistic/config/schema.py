@@ -117,7 +117,7 @@ class HealthConfig:
     stats_interval: float = opt(15.0, "seconds between 'stats' messages", min=1, max=86400)
     memory_check_interval: float = opt(5.0, "seconds between RSS checks", min=0.5, max=3600)
     memory_soft_mb: float = opt(0.0, "RSS above this -> shed load (lower fps, lite models); "
-                                "0 = 85% of the cgroup memory.max when one is set, else off", min=0)
+                                "0 = 85% of the cgroup memory.high (else memory.max) when set, else off", min=0)
     memory_hard_mb: float = opt(0.0, "RSS above this -> exit non-zero so systemd restarts us; "
                                 "0 = 95% of the cgroup memory.max when one is set, else off", min=0)
     shed_max_fps: float = opt(5.0, "max_fps while shedding load", gt=0, max=240)

@@ -1,7 +1,7 @@
 """The memory guard: soft limit -> shed load, hard limit -> exit for systemd to restart us.
 
 Limits come from the config, or default to fractions of the cgroup's
-``memory.max`` (systemd ``MemoryMax=``) when one is set. RSS is read from
+``memory.high`` / ``memory.max`` (systemd ``MemoryHigh=`` / ``MemoryMax=``) when set. RSS is read from
 /proc/self/statm every ``memory_check_interval`` seconds.
 """
 from __future__ import annotations
@@ -27,11 +27,17 @@ class MemoryVerdict:
 
 
 class MemoryGuard:
-    def __init__(self, cfg: HealthConfig, cgroup_max: Optional[int] = -1) -> None:
+    def __init__(self, cfg: HealthConfig, cgroup_max: Optional[int] = -1, cgroup_high: Optional[int] = -1) -> None:
         limit = cgroup_limit("memory.max") if cgroup_max == -1 else cgroup_max
+        high = cgroup_limit("memory.high") if cgroup_high == -1 else cgroup_high
         self.cgroup_max_mb = limit / MB if limit else None
-        self.soft_mb = cfg.memory_soft_mb or (self.cgroup_max_mb * SOFT_FRACTION if self.cgroup_max_mb else 0.0)
+        self.cgroup_high_mb = high / MB if high else None
+        # Shed before the kernel starts throttling us at MemoryHigh, or else before MemoryMax.
+        soft_base = self.cgroup_high_mb or self.cgroup_max_mb
+        self.soft_mb = cfg.memory_soft_mb or (soft_base * SOFT_FRACTION if soft_base else 0.0)
         self.hard_mb = cfg.memory_hard_mb or (self.cgroup_max_mb * HARD_FRACTION if self.cgroup_max_mb else 0.0)
+        if self.soft_mb and self.hard_mb and self.soft_mb >= self.hard_mb:
+            self.soft_mb = self.hard_mb * SOFT_FRACTION
         self.level = "ok"
         self.rss_mb = 0.0
 
