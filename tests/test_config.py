@@ -154,3 +154,10 @@ def test_check_config_verb(tmp_path):
     assert f"{bad}:4: pipeline.pose_model:" in r.stderr
     missing = _cli("check-config", str(tmp_path / "nope.yaml"))
     assert missing.returncode == 2 and "cannot read" in missing.stderr
+
+
+def test_daemon_doc_config_table_is_generated_from_the_schema():
+    out = subprocess.run([sys.executable, str(REPO / "scripts" / "gen_config_docs.py")], capture_output=True,
+                         text=True, check=True, timeout=60).stdout.strip()
+    assert out in (REPO / "docs" / "daemon.md").read_text(), \
+        "docs/daemon.md config table is stale: paste the output of scripts/gen_config_docs.py"

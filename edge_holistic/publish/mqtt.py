@@ -79,8 +79,8 @@ class MqttSession(Sink):
                                 keyfile=m.tls.keyfile or None, cert_reqs=ssl.CERT_REQUIRED)
             self.client.tls_insecure_set(m.tls.insecure)
         self.client.will_set(self.topics["available"], "offline", qos=1, retain=True)
-        self.client.reconnect_delay_set(min_delay=max(1, int(m.reconnect_min_delay)),
-                                        max_delay=max(1, int(m.reconnect_max_delay)))
+        self.client.reconnect_delay_set(min_delay=m.reconnect_min_delay,  # type: ignore[arg-type]
+                                        max_delay=m.reconnect_max_delay)  # floats work: used as seconds
         # paho's own store for in-flight QoS>=1 messages is bounded too (0 would mean unlimited).
         self.client.max_queued_messages_set(max(1, m.queue_size))
         self.client.on_connect = self._on_connect
@@ -155,7 +155,7 @@ class MqttSession(Sink):
         # One line per backoff step: paho doubles the delay up to reconnect_max_delay.
         self.state = "unreachable"
         m = self.cfg.mqtt
-        log.warning("MQTT: broker %s:%d unreachable; next try within %.0f s (frames are still processed)",
+        log.warning("MQTT: broker %s:%d unreachable; next try in %.1f s (frames are still processed)",
                     m.host, m.port, self._retry_delay)
         self._retry_delay = min(self._retry_delay * 2, m.reconnect_max_delay)
 
