@@ -216,22 +216,26 @@ class Pipeline:
         return result
 
     def _holistic(self, rgb: np.ndarray, pose_lms: np.ndarray, timings: Dict[str, float], result: FrameResult) -> None:
-        """Face and both hands depend only on the pose, so they may run concurrently."""
+        """Face and both hands depend only on the pose, so they may run concurrently.
+
+        Left and right hand each get a worker (each ~40% of a holistic frame, the face
+        ~10%), the face runs on the calling thread: with two cores the three parts
+        finish in about the time of the slowest one instead of their sum.
+        """
         face_t: Dict[str, float] = {}
-        hand_t: Dict[str, float] = {}
-
-        def hands():
-            return (self.left_hand.step(rgb, pose_lms, hand_t, "left_"),
-                    self.right_hand.step(rgb, pose_lms, hand_t, "right_"))
-
+        left_t: Dict[str, float] = {}
+        right_t: Dict[str, float] = {}
         if self.options.parallel:
             if self._executor is None:
-                self._executor = ThreadPoolExecutor(max_workers=1, thread_name_prefix="hands")
-            fut = self._executor.submit(hands)
+                self._executor = ThreadPoolExecutor(max_workers=2, thread_name_prefix="hands")
+            left = self._executor.submit(self.left_hand.step, rgb, pose_lms, left_t, "left_")
+            right = self._executor.submit(self.right_hand.step, rgb, pose_lms, right_t, "right_")
             result.face = self.face.step(rgb, pose_lms, face_t)
-            result.left_hand, result.right_hand = fut.result()
+            result.left_hand, result.right_hand = left.result(), right.result()
         else:
             result.face = self.face.step(rgb, pose_lms, face_t)
-            result.left_hand, result.right_hand = hands()
+            result.left_hand = self.left_hand.step(rgb, pose_lms, left_t, "left_")
+            result.right_hand = self.right_hand.step(rgb, pose_lms, right_t, "right_")
         timings.update(face_t)
-        timings.update(hand_t)
+        timings.update(left_t)
+        timings.update(right_t)
