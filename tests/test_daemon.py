@@ -368,3 +368,65 @@ def test_memory_hard_limit_exits_nonzero(tmp_path):
         assert "hard limit 40" in d.log()
     finally:
         d.close()
+
+
+def test_cmd_switches_task_to_holistic_and_pause_resume(running):
+    d, sub, _ = running
+    t0 = time.monotonic()
+    sub.publish(f"{PREFIX}/shared/cmd", json.dumps({"id": "h1", "cmd": "set", "task": "holistic",
+                                                    "hand_model": "lite"}))
+    res = sub.wait_for("cmd/result", lambda m: m.json().get("id") == "h1", timeout=30, since=t0)
+    assert res is not None and res.json()["ok"], (res and res.json(), d.log())
+    got = sub.wait_for("landmarks", lambda m: "face" in m.json()["models"], timeout=30, since=t0)
+    assert got is not None, d.log()
+    jsonschema.validate(got.json(), load_schema())
+    assert got.json()["models"]["hand"].startswith("hand_landmark_lite")
+    sub.publish(f"{PREFIX}/shared/cmd", json.dumps({"id": "h2", "cmd": "set", "task": "pose"}))
+    assert sub.wait_for("cmd/result", lambda m: m.json().get("id") == "h2" and m.json()["ok"], timeout=30)
+    assert sub.wait_for("landmarks", lambda m: "face" not in m.json()["models"], timeout=30,
+                        since=time.monotonic())
+    # pause: no landmarks while paused (after a short grace for a frame already in flight), then resume
+    sub.publish(f"{PREFIX}/shared/cmd", json.dumps({"id": "p1", "cmd": "pause"}))
+    ack = sub.wait_for("cmd/result", lambda m: m.json().get("id") == "p1", timeout=15)
+    assert ack is not None and ack.json()["state"] == "paused"
+    assert sub.wait_for("status", lambda m: m.json()["state"] == "paused", timeout=10, since=ack.t - 1)
+    time.sleep(2.0)
+    assert sub.of("landmarks", since=ack.t + 0.5) == []
+    sub.publish(f"{PREFIX}/shared/cmd", json.dumps({"id": "p2", "cmd": "resume"}))
+    ack2 = sub.wait_for("cmd/result", lambda m: m.json().get("id") == "p2", timeout=15)
+    assert ack2 is not None and ack2.json()["state"] == "running"
+    assert sub.wait_for("landmarks", timeout=15, since=ack2.t), d.log()
+
+
+def test_once_processes_every_frame_of_the_file_then_exits_0(broker, tmp_path):
+    cfg = daemon_config(tmp_path, broker.port, "once",
+                        source={"type": "file", "path": str(DATA / "clip.avi"), "realtime": False},
+                        pipeline={"max_fps": 0})
+    sub = Subscriber(broker.port, f"{PREFIX}/once/#")
+    d = DaemonProcess(cfg, "--once")
+    try:
+        assert d.wait(120) == 0, d.log()
+        assert sub.wait_for("available", lambda m: m.text == "stopped", timeout=10)
+        seqs = [m.json()["frame"]["seq"] for m in sub.of("landmarks")]
+        assert seqs == list(range(1, 101)), seqs  # the clip has 100 frames; lossless: none dropped
+        assert "end of stream" in d.log()
+    finally:
+        sub.close()
+        d.close()
+
+
+def test_only_with_person_and_max_rate(broker, tmp_path):
+    cfg = daemon_config(tmp_path, broker.port, "filt", mqtt={"only_with_person": True, "max_rate": 2},
+                        pipeline={"max_fps": 10})
+    sub = Subscriber(broker.port, f"{PREFIX}/filt/#")
+    d = DaemonProcess(cfg)
+    try:
+        st = sub.wait_for("stats", lambda m: m.json()["mqtt"]["rate_skipped"] > 0
+                          and m.json()["frames"]["processed_total"] > 20, timeout=60)
+        assert st is not None, d.log()
+        msgs = [m.json() for m in sub.of("landmarks")]
+        assert msgs and all(m["pose"] is not None for m in msgs)
+        assert len(msgs) < st.json()["frames"]["processed_total"]
+    finally:
+        sub.close()
+        d.close()
