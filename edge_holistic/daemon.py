@@ -484,7 +484,13 @@ class Daemon:
             return EXIT_CONFIG
         log.info("pipeline ready: task %s, models %s", self.pipe.options.task,
                  ", ".join(f"{k}={v}" for k, v in self.pipe.models.items()))
-        self.session = self._make_session()
+        try:
+            self.session = self._make_session()
+        except (ValueError, OSError) as e:  # e.g. an unreadable TLS certificate: a config problem
+            log.error("cannot set up MQTT (mqtt.tls / mqtt.username settings): %s", e)
+            self.notifier.stopping(f"mqtt setup error: {e}")
+            self.pipe.close()
+            return EXIT_CONFIG
         self.grabber = self._make_grabber()
         self.last_progress = time.monotonic()
         self._health_thread.start()
