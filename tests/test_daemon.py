@@ -5,7 +5,6 @@ import json
 import shutil
 import signal
 import socket
-import sys
 import time
 from pathlib import Path
 
@@ -13,7 +12,7 @@ import jsonschema
 import pytest
 
 from edge_holistic.message import load_schema
-from mqtt_fixtures import (DATA, REPO, Broker, DaemonProcess, Subscriber, daemon_config, free_port,
+from mqtt_fixtures import (DATA, Broker, DaemonProcess, Subscriber, daemon_config, free_port,
                            wait_until)
 
 
