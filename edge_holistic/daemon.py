@@ -50,6 +50,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--device-id", metavar="ID", help="override device_id")
     parser.add_argument("--once", action="store_true",
                         help="file/images source: stop at the end instead of looping, then exit 0")
+    parser.add_argument("--stdout", action="store_true",
+                        help="also write each landmarks@1 message as one JSON line on stdout (logs stay on stderr)")
     parser.add_argument("--log-level", choices=("debug", "info", "warning", "error"), help="override log_level")
 
 
@@ -167,6 +169,11 @@ class Daemon:
         self._stats_prev: Dict[str, Any] = {}
         self.line_fps = 0.0
         self._tty = sys.stderr.isatty()
+        self.stdout_sink = None
+        if getattr(args, "stdout", False):
+            from .publish import JsonLinesSink
+
+            self.stdout_sink = JsonLinesSink(sys.stdout)
         self._health_thread = threading.Thread(target=self._health_loop, name="health", daemon=True)
 
     # -- building blocks ------------------------------------------------------------------
@@ -183,6 +190,13 @@ class Daemon:
         session = MqttSession(self.cfg, self.status, self._enqueue_command)
         session.start()
         return session
+
+    def sinks(self) -> list:
+        """Where this frame's message goes: the MQTT session and/or JSON lines on stdout."""
+        out = [self.session] if self.session is not None else []
+        if self.stdout_sink is not None:
+            out.append(self.stdout_sink)
+        return out
 
     def _enqueue_command(self, payload: bytes) -> None:
         """paho thread -> main loop; bounded so a command flood cannot grow memory."""
@@ -566,9 +580,12 @@ class Daemon:
                 self.frames_with_person += int(result.person)
                 msg = build_message(result, source=self.cfg.device_id, seq=frame.seq, ts=frame.wall_ts)
                 timings = dict(result.latency_ms)
-                if self.session is not None:
+                sinks = self.sinks()
+                if sinks:
                     t0 = time.perf_counter()
-                    self.session.publish_landmarks(dumps(msg).encode(), result.person)
+                    payload = dumps(msg).encode()
+                    for sink in sinks:
+                        sink.publish(msg, payload)
                     timings["publish"] = (time.perf_counter() - t0) * 1e3
                 timings["frame_age"] = (time.monotonic() - frame.t_capture) * 1e3
                 self.latency.add(timings)
@@ -588,6 +605,8 @@ class Daemon:
             self.grabber.stop()
         if self.session is not None:
             self.session.stop(STOP_FLUSH_SECONDS)
+        if self.stdout_sink is not None:
+            self.stdout_sink.stop()
         if self.pipe is not None:
             self.pipe.close()
         log.info("stopped (exit code %d)", self.exit_code)

@@ -182,15 +182,18 @@ def daemon_config(tmp: Path, port: int, device_id: str, source: Optional[dict] =
 class DaemonProcess:
     """``edge-holistic run`` as a child process; stderr goes to a file (a pipe could fill up)."""
 
-    def __init__(self, config: Path, *extra: str, env: Optional[Dict[str, str]] = None) -> None:
+    def __init__(self, config: Path, *extra: str, env: Optional[Dict[str, str]] = None,
+                 separate_stdout: bool = False) -> None:
         self.log_path = config.with_suffix(".log")
+        self.stdout_path = config.with_suffix(".stdout")
         self._log = open(self.log_path, "wb")
+        self._out = open(self.stdout_path, "wb") if separate_stdout else self._log
         full_env = dict(os.environ)
         full_env.pop("NOTIFY_SOCKET", None)
         full_env.pop("WATCHDOG_USEC", None)
         full_env.update(env or {})
         self.proc = subprocess.Popen([sys.executable, "-m", "edge_holistic.cli", "run", "--config", str(config),
-                                      *extra], cwd=REPO, env=full_env, stdout=self._log, stderr=subprocess.STDOUT)
+                                      *extra], cwd=REPO, env=full_env, stdout=self._out, stderr=self._log)
 
     @property
     def pid(self) -> int:
@@ -215,3 +218,4 @@ class DaemonProcess:
                 self.proc.kill()
                 self.proc.wait(5)
         self._log.close()
+        self._out.close()

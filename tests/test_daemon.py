@@ -12,6 +12,7 @@ import jsonschema
 import pytest
 
 from edge_holistic.message import load_schema
+from edge_holistic.publish import CMD_MAX_BYTES, CommandError, parse_command
 from mqtt_fixtures import (DATA, Broker, DaemonProcess, Subscriber, daemon_config, free_port,
                            wait_until)
 
@@ -428,4 +429,80 @@ def test_only_with_person_and_max_rate(broker, tmp_path):
         assert len(msgs) < st.json()["frames"]["processed_total"]
     finally:
         sub.close()
+        d.close()
+
+
+# ---- the command protocol and the MQTT session's bounded queue, in-process ------------------
+
+
+def test_parse_command_accepts_the_whitelist():
+    c = parse_command(b'{"id": "7", "cmd": "set", "pose_model": "lite", "max_fps": 5}')
+    assert c.cmd == "set" and c.id == "7" and c.settings == {"pose_model": "lite", "max_fps": 5.0}
+    assert parse_command(b'{"cmd": "pause"}').settings == {}
+    assert parse_command(b'{"cmd": "resume"}').cmd == "resume"
+
+
+@pytest.mark.parametrize("payload, needle", [
+    (b"\xff\xfe", "UTF-8"),
+    (b"[1, 2]", "JSON object"),
+    (b'{"id": 5, "cmd": "pause"}', "'id'"),
+    (b'{"cmd": "set"}', "at least one"),
+    (b'{"cmd": "pause", "pose_model": "lite"}', "unknown key"),
+    (b'{"cmd": "set", "max_fps": true}', "max_fps"),
+    (b'{"cmd": "set", "max_fps": 1e9}', "max_fps"),
+    (b'{"cmd": "set", "task": 3}', "'task'"),
+    (b'{"id": "x"}', "missing 'cmd'"),
+])
+def test_parse_command_rejects_with_the_reason(payload, needle):
+    with pytest.raises(CommandError) as exc:
+        parse_command(payload)
+    assert needle in str(exc.value)
+    assert exc.value.result()["ok"] is False
+
+
+def test_parse_command_size_limit():
+    body = b'{"cmd": "pause", "id": "' + b"a" * (CMD_MAX_BYTES) + b'"}'
+    with pytest.raises(CommandError, match="too large"):
+        parse_command(body)
+
+
+def test_qos1_queue_is_bounded_and_drops_oldest(broker):
+    from edge_holistic.config import load_config
+    from edge_holistic.publish.mqtt import MqttSession
+
+    cfg = load_config(text=f"device_id: q1\nmqtt: {{host: 127.0.0.1, port: {broker.port}, queue_size: 3, "
+                           "reconnect_min_delay: 0.5, reconnect_max_delay: 1}", models=False)
+    session = MqttSession(cfg, status_provider=lambda: {"test": True}, on_command=lambda payload: None)
+    for i in range(10):  # not started yet: nothing can leave, the queue keeps the newest 3
+        session.send(f"{PREFIX}/q1/test", str(i).encode(), qos=1)
+    assert session.counters.queue_dropped == 7 and session.queue_len == 3
+    sub = Subscriber(broker.port, f"{PREFIX}/q1/#")
+    try:
+        session.start()
+        assert wait_until(lambda: len(sub.of("test")) >= 3, 15)
+        assert [m.text for m in sub.of("test")] == ["7", "8", "9"]
+        assert sub.wait_for("available", lambda m: m.text == "online", timeout=10)
+        session.stop(3.0)
+        assert sub.wait_for("available", lambda m: m.text == "stopped", timeout=10)
+        # QoS 0 while not connected: dropped and counted, never queued
+        assert session.send(f"{PREFIX}/q1/test", b"late", qos=0) is False
+        assert session.counters.offline_dropped == 1
+    finally:
+        sub.close()
+
+
+def test_stdout_sink_without_mqtt(tmp_path):
+    cfg = daemon_config(tmp_path, free_port(), "jsonl",
+                        source={"type": "file", "path": str(DATA / "clip.avi"), "realtime": False},
+                        pipeline={"max_fps": 0}, mqtt={"enabled": False})
+    d = DaemonProcess(cfg, "--once", "--stdout", separate_stdout=True)
+    try:
+        assert d.wait(120) == 0, d.log()
+        lines = d.stdout_path.read_text().splitlines()
+        assert len(lines) == 100, d.log()
+        schema = load_schema()
+        for line in lines[::10]:
+            jsonschema.validate(json.loads(line), schema)
+        assert "MQTT" not in d.log()
+    finally:
         d.close()

@@ -21,10 +21,10 @@ import threading
 import time
 from collections import deque
 from dataclasses import dataclass
-from typing import Any, Callable, Deque, Dict, Tuple
+from typing import Any, Callable, Deque, Dict, Optional, Tuple
 
 from ..config import Config
-from .sink import Sink
+from .sink import Sink, encode
 
 log = logging.getLogger("edge_holistic.mqtt")
 
@@ -211,11 +211,9 @@ class MqttSession(Sink):
             return False
         return self._publish_now(topic, payload, 0, retain)
 
-    def publish(self, msg: Dict[str, Any]) -> bool:
-        """Sink interface: one landmarks@1 message."""
-        from ..message import dumps
-
-        return self.publish_landmarks(dumps(msg).encode(), msg.get("pose") is not None)
+    def publish(self, msg: Dict[str, Any], payload: Optional[bytes] = None) -> bool:
+        """Sink interface: one landmarks@1 message (``payload``: its encoding, if already made)."""
+        return self.publish_landmarks(encode(msg, payload), msg.get("pose") is not None)
 
     def publish_landmarks(self, payload: bytes, person: bool) -> bool:
         """The per-frame message, after the rate cap and the person filter."""
