@@ -54,13 +54,26 @@ def wait_until(pred: Callable[[], object], timeout: float, interval: float = 0.0
 class Broker:
     """A mosquitto process on a fixed port that can be stopped and started again."""
 
-    def __init__(self, workdir: Path, port: Optional[int] = None) -> None:
+    def __init__(self, workdir: Path, port: Optional[int] = None, users: Optional[Dict[str, str]] = None) -> None:
         self.exe = mosquitto_binary()
         self.port = port or free_port()
         self.workdir = Path(workdir)
         self.workdir.mkdir(parents=True, exist_ok=True)
         self.conf = self.workdir / "mosquitto.conf"
-        self.conf.write_text(f"listener {self.port} 127.0.0.1\nallow_anonymous true\npersistence false\n")
+        conf = f"listener {self.port} 127.0.0.1\npersistence false\n"
+        if users:  # real password checking, through mosquitto's own password file
+            pw = self.workdir / "passwd"
+            pw.write_text("")
+            tool = shutil.which("mosquitto_passwd") or "/usr/bin/mosquitto_passwd"
+            for user, password in users.items():
+                subprocess.run([tool, "-b", str(pw), user, password], check=True, capture_output=True)
+            pw.chmod(0o600)
+            conf += f"allow_anonymous false\npassword_file {pw}\n"
+            if os.geteuid() == 0:  # started as root mosquitto drops to its own user, which cannot read tmp_path
+                conf += "user root\n"
+        else:
+            conf += "allow_anonymous true\n"
+        self.conf.write_text(conf)
         self.proc: Optional[subprocess.Popen] = None
         self.log = open(self.workdir / "mosquitto.log", "ab")
 
@@ -111,7 +124,8 @@ class Received:
 class Subscriber:
     """A paho client recording everything under ``topic`` (reconnects by itself)."""
 
-    def __init__(self, port: int, topic: str, client_id: Optional[str] = None) -> None:
+    def __init__(self, port: int, topic: str, client_id: Optional[str] = None,
+                 auth: Optional[tuple] = None) -> None:
         import paho.mqtt.client as mqtt
 
         self.topic = topic
@@ -120,6 +134,8 @@ class Subscriber:
         self.connected = threading.Event()
         self.client = mqtt.Client(callback_api_version=mqtt.CallbackAPIVersion.VERSION2,
                                   client_id=client_id or f"test-sub-{os.getpid()}-{time.monotonic_ns()}")
+        if auth:
+            self.client.username_pw_set(*auth)
         self.client.on_connect = self._on_connect
         self.client.on_message = self._on_message
         self.client.reconnect_delay_set(min_delay=1, max_delay=1)

@@ -506,3 +506,31 @@ def test_stdout_sink_without_mqtt(tmp_path):
         assert "MQTT" not in d.log()
     finally:
         d.close()
+
+
+def test_password_auth_from_env_never_logged(tmp_path):
+    secret = "pa55-word-xyz"
+    b = Broker(tmp_path / "auth", users={"cam": secret, "watcher": "w"}).start()
+    try:
+        cfg = daemon_config(tmp_path, b.port, "auth", mqtt={"username": "cam", "protocol": "5"})
+        sub = Subscriber(b.port, f"{PREFIX}/auth/#", auth=("watcher", "w"))
+        d = DaemonProcess(cfg, env={"EDGE_HOLISTIC_MQTT_PASSWORD": secret})
+        try:
+            assert sub.wait_for("available", lambda m: m.text == "online", timeout=60), d.log()
+            st = sub.wait_for("status", timeout=10)
+            assert st is not None and secret not in st.text
+        finally:
+            sub.close()
+            d.close()
+        assert secret not in d.log()
+        # a wrong password is refused by the broker: logged with the reason, processing goes on
+        cfg2 = daemon_config(tmp_path, b.port, "auth2", mqtt={"username": "cam"})
+        d2 = DaemonProcess(cfg2, env={"EDGE_HOLISTIC_MQTT_PASSWORD": "wrong-one"})
+        try:
+            assert wait_until(lambda: "refused" in d2.log(), 60), d2.log()
+            assert d2.proc.poll() is None
+        finally:
+            d2.close()
+        assert "wrong-one" not in d2.log()
+    finally:
+        b.close()
