@@ -215,7 +215,7 @@ class Daemon:
         from .runtime import backend_version, resolve_precision
 
         pipe = self.pipe
-        opts = getattr(pipe, "_pending", None) or getattr(pipe, "options", None)
+        opts = pipe.effective_options
         try:
             backend = backend_version()
         except Exception:  # noqa: BLE001 - status must always build
@@ -396,7 +396,7 @@ class Daemon:
         from .runtime import ModelError
 
         if level == "soft" and not self.shed.get("active"):
-            opts = self.pipe._pending or self.pipe.options
+            opts = self.pipe.effective_options
             saved = {"max_fps": self.max_fps, "pose_model": opts.pose_model, "hand_model": opts.hand_model}
             limit = self.cfg.health.shed_max_fps
             self.max_fps = min(self.max_fps, limit) if self.max_fps > 0 else limit

@@ -99,3 +99,16 @@ def test_unknown_names_fail_clearly(make_pipeline):
         make_pipeline(task="holistic", hand_model="mega")
     with pytest.raises(Exception, match="unknown precision 'double'"):
         make_pipeline(task="pose", precision="double")
+
+
+def test_hand_model_switch_keeps_face_and_hand_tracking(make_pipeline, clip_frames):
+    pipe = make_pipeline(task="holistic", hand_model="full")
+    for i, frame in enumerate(clip_frames[:8]):
+        pipe.process(frame, i / 30.0)
+    assert pipe.face.prev_roi is not None
+    pipe.update(hand_model="lite")
+    r = pipe.process(clip_frames[8], 8 / 30.0)
+    assert r.models["hand"].startswith("hand_landmark_lite")
+    assert r.face is not None
+    # The rebuilt face tracker started from the previous frame's landmarks, not from scratch.
+    assert pipe.face.tracked_frames == 1

@@ -147,6 +147,7 @@ class Pipeline:
                 prev.lm_filter, prev.world_filter, prev.aux_filter)
             self.pose.detector_runs = prev.detector_runs
         self.models: Dict[str, str] = {"pose_detector": m["pose_detector"].name, "pose": m["pose"].name}
+        old_parts = (getattr(self, "face", None), getattr(self, "left_hand", None), getattr(self, "right_hand", None))
         self.face = self.left_hand = self.right_hand = None
         if o.task == "holistic":
             from .face import FaceTracker
@@ -155,6 +156,9 @@ class Pipeline:
             self.face = FaceTracker(m["face_detector"], m["face"])
             self.left_hand = HandTracker(m["left_recrop"], m["left_hand"], "left")
             self.right_hand = HandTracker(m["right_recrop"], m["right_hand"], "right")
+            for new_part, old_part in zip((self.face, self.left_hand, self.right_hand), old_parts):
+                if old_part is not None:  # a switch keeps face and hand tracking, like the pose's
+                    new_part.prev_landmarks, new_part.prev_roi = old_part.prev_landmarks, old_part.prev_roi
             self.models.update({
                 "face_detector": m["face_detector"].name,
                 "face": m["face"].name,
@@ -163,6 +167,12 @@ class Pipeline:
             })
         self.options = o
         self.pool.retain(id(model) for model in m.values())
+
+    @property
+    def effective_options(self) -> PipelineOptions:
+        """The options in force from the next frame on (a pending switch included)."""
+        with self._lock:
+            return self._pending or self.options
 
     def update(self, **changes) -> PipelineOptions:
         """Validate a change now (raising, nothing changed, on a bad value); apply it
