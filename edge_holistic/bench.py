@@ -46,6 +46,9 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--threads-sweep", type=_thread_list, default=None, metavar="1,2,4",
                    help="run once per interpreter thread count and compare (overrides --threads)")
     mode = p.add_mutually_exclusive_group()
+    mode.add_argument("--overlap", action="store_true",
+                      help="always overlap the next frame's pose with this frame's face and hands (default: "
+                           "measure overlapped vs one-after-the-other every ~150 frames and keep the faster)")
     mode.add_argument("--per-frame", action="store_true",
                       help="one frame at a time (face and hands concurrent within the frame, as "
                            "Pipeline.process does) instead of overlapping the next frame's pose")
@@ -189,7 +192,8 @@ def run_once(frames: Sequence["object"], args: argparse.Namespace, threads) -> D
         found = 0
         cpu0 = os.times()
         t0 = time.perf_counter()
-        stream = FrameStream(pipe, overlap=not (args.sequential or args.per_frame))
+        overlap = False if (args.sequential or args.per_frame) else (True if args.overlap else "auto")
+        stream = FrameStream(pipe, overlap=overlap)
         for result in stream.run((rgb, i / FRAME_RATE) for i, rgb in enumerate(frames)):
             latencies.append(result.latency_ms["total"])
             found += result.pose is not None
@@ -199,6 +203,7 @@ def run_once(frames: Sequence["object"], args: argparse.Namespace, threads) -> D
         wall = time.perf_counter() - t0
         cpu1 = os.times()
         stream.close()
+        schedule = ",".join(stream.chooser.choices) if stream.chooser is not None else ""
         models = dict(pipe.models)
         threads_used = pipe.options.threads
     finally:
@@ -218,6 +223,7 @@ def run_once(frames: Sequence["object"], args: argparse.Namespace, threads) -> D
         "_threads": threads_used,
         "_found": found,
         "_stage_runs": {k: len(v) for k, v in stages.items()},
+        "_schedule": schedule,
     }
 
 
@@ -232,6 +238,8 @@ def print_table(report: Dict[str, object], out=sys.stdout) -> None:
           f"person found on {report['_found']}", file=out)
     print(f"  fps {report['fps']:.1f}   latency p50 {lat['p50']:.1f} ms  p95 {lat['p95']:.1f} ms   "
           f"CPU {report['_cpu_s_per_frame'] * 1e3:.1f} ms/frame   peak RSS {report['rss_mb']:.0f} MB", file=out)
+    if report["_schedule"]:
+        print(f"  schedule chosen by measurement: {report['_schedule']}", file=out)
     print(f"  {'stage':<18}{'runs':>6}{'p50 ms':>9}{'p95 ms':>9}", file=out)
     for name, v in report["stages_ms"].items():
         print(f"  {name:<18}{report['_stage_runs'][name]:>6}{v['p50']:>9.2f}{v['p95']:>9.2f}", file=out)

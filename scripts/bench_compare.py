@@ -116,6 +116,72 @@ def agreement(results: Sequence[Any], ref_dir: Path, name: str, parts: Sequence[
 
 
 # --------------------------------------------------------------------------------------
+# Daemon end to end
+
+
+def daemon_figures(video: Path, seconds: float, threads: int) -> Optional[Dict[str, Any]]:
+    """Run ``edge-holistic run`` (holistic, full models) against a private mosquitto, the clip
+    played at its recorded rate like a camera; return its last ``stats`` message.
+
+    capture -> publish latency is the daemon's ``frame_age`` stage, pipeline latency its
+    ``total``; RSS is the daemon's own reading. None when the daemon or mosquitto is missing.
+    """
+    import shutil
+    import socket
+
+    if not (REPO / "edge_holistic" / "daemon.py").is_file() or not shutil.which("mosquitto"):
+        return None
+    import paho.mqtt.client as mqtt
+
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        port = sock.getsockname()[1]
+    broker = subprocess.Popen(["mosquitto", "-p", str(port)], stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    got: List[Dict[str, Any]] = []
+    client = None
+    daemon = None
+    with tempfile.TemporaryDirectory() as tmp:
+        cfg = Path(tmp) / "bench.yaml"
+        cfg.write_text(
+            "device_id: bench\n"
+            f"source: {{type: file, path: {video}, loop: true, realtime: true}}\n"
+            f"pipeline: {{task: holistic, pose_model: full, hand_model: full, precision: float, threads: {threads}, "
+            "max_fps: 0}\n"
+            f"mqtt: {{host: 127.0.0.1, port: {port}}}\n"
+            "health: {stats_interval: 5}\n")
+        try:
+            time.sleep(0.5)
+            client = mqtt.Client(mqtt.CallbackAPIVersion.VERSION2)
+            client.on_message = lambda c, u, m: got.append(json.loads(m.payload))
+            client.connect("127.0.0.1", port)
+            client.subscribe("edge_holistic/bench/stats")
+            client.loop_start()
+            env = dict(os.environ, TF_CPP_MIN_LOG_LEVEL="2")
+            daemon = subprocess.Popen([str(REPO / ".venv" / "bin" / "edge-holistic"), "run", "--config", str(cfg)],
+                                      stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True, env=env)
+            deadline = time.monotonic() + seconds
+            while time.monotonic() < deadline and daemon.poll() is None:
+                time.sleep(0.5)
+        finally:
+            if daemon is not None and daemon.poll() is None:
+                daemon.terminate()
+                try:
+                    daemon.wait(timeout=20)
+                except subprocess.TimeoutExpired:
+                    daemon.kill()
+            if client is not None:
+                client.loop_stop()
+                client.disconnect()
+            broker.terminate()
+            broker.wait(timeout=10)
+    if not got:
+        err = daemon.stderr.read()[-2000:] if daemon is not None and daemon.stderr else ""
+        print(f"warning: no stats from the daemon; stderr tail: {err}", file=sys.stderr)
+        return None
+    return got[-1]
+
+
+# --------------------------------------------------------------------------------------
 # Report
 
 
@@ -213,6 +279,27 @@ def write_report(path: Path, args: argparse.Namespace, rounds: List[Dict[str, Di
         for part, a in parts.items():
             lines.append(f"| {sol} | {part} | {a['both']}/{a['frames']} | {a['found_agreement'] * 100:.1f}% | "
                          f"{fmt(a['median'] and a['median'] * 100, '.2f')}% | {fmt(a['p90'] and a['p90'] * 100, '.2f')}% |")
+    d = args.daemon
+    lines += ["", "## Daemon end to end (`edge-holistic run`)", ""]
+    if d is None:
+        lines.append("Not measured (daemon, mosquitto or its stats missing).")
+    else:
+        lat = d["latency_ms"]
+        ratio = lat["frame_age"]["p95"] / lat["total"]["p95"]
+        lines += [
+            f"Holistic (pose full, hands full), `--threads {args.threads}`, the same video played at its recorded "
+            f"rate like a camera (newest frame wins), {args.daemon_seconds:.0f} s against a local mosquitto; the "
+            "daemon's last `stats` message:", "",
+            "| figure | value | target |", "|---|---:|---|",
+            f"| processed / captured fps | {d['fps']['processed']:.1f} / {d['fps']['captured']:.1f} | |",
+            f"| pipeline latency (`total`) p50 / p95 | {lat['total']['p50']:.1f} / {lat['total']['p95']:.1f} ms | |",
+            f"| capture → publish (`frame_age`) p50 / p95 | {lat['frame_age']['p50']:.1f} / "
+            f"{lat['frame_age']['p95']:.1f} ms | |",
+            f"| capture → publish p95 / pipeline p95 | {ratio:.2f}× | ≤ 1.3× — {'met' if ratio <= 1.3 else 'missed'} |",
+            f"| RSS with holistic loaded | {d['rss_mb']:.0f} MB | ≤ 250 MB — "
+            f"{'met' if d['rss_mb'] <= 250 else 'missed'} |",
+            f"| CPU | {d['cpu_percent']:.0f} % | |",
+        ]
     lines += ["", "## Notes", "", *args.notes, ""]
     path.parent.mkdir(parents=True, exist_ok=True)
     path.write_text("\n".join(lines) + "\n")
@@ -227,9 +314,11 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
     p.add_argument("--threads", type=int, default=1, help="our interpreter threads (default: 1, like MediaPipe)")
     p.add_argument("--configs", nargs="+", default=list(CONFIGS), choices=list(CONFIGS))
     p.add_argument("--out", type=Path, default=REPO / "docs" / "benchmarks.md")
-    p.add_argument("--notes-file", type=Path, default=None,
+    p.add_argument("--notes-file", type=Path, default=REPO / "docs" / "benchmark_notes.md",
                    help="Markdown appended under 'Notes' (profile summary, daemon figures)")
     p.add_argument("--no-agreement", action="store_true")
+    p.add_argument("--no-daemon", action="store_true", help="skip the daemon end-to-end figure")
+    p.add_argument("--daemon-seconds", type=float, default=30.0)
     args = p.parse_args(argv)
     if not args.video.is_file():
         raise SystemExit(f"error: video {args.video} not found")
@@ -269,6 +358,7 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
     args.frame_mb = cap.get(cv2.CAP_PROP_FRAME_WIDTH) * cap.get(cv2.CAP_PROP_FRAME_HEIGHT) * 3 / 2**20
     cap.release()
     args.notes = args.notes_file.read_text().splitlines() if args.notes_file else []
+    args.daemon = None if args.no_daemon else daemon_figures(args.video, args.daemon_seconds, args.threads)
     summary = write_report(args.out, args, rounds, agree, versions(py_mp), machine(), frames, started,
                            (load0, os.getloadavg()[0]))
     for name, (med, lo, hi) in summary.items():

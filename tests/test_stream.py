@@ -7,20 +7,24 @@ overlapped run has to reproduce the one-frame-at-a-time run exactly, on the real
 from __future__ import annotations
 
 import numpy as np
+import pytest
 
 
 def _parts(r):
     return {name: getattr(r, name) for name in ("pose", "face", "left_hand", "right_hand")}
 
 
-def test_overlapped_stream_equals_sequential_processing(make_pipeline, clip_frames):
+@pytest.mark.parametrize("overlap", [True, "auto"])
+def test_overlapped_stream_equals_sequential_processing(make_pipeline, clip_frames, overlap):
     from edge_holistic.pipeline.stream import FrameStream
 
     seq = make_pipeline(own_pool=True, task="holistic", threads=1, parallel=False)
     expected = [seq.process(f, i / 30.0) for i, f in enumerate(clip_frames)]
     ovl = make_pipeline(own_pool=True, task="holistic", threads=1)
-    with FrameStream(ovl) as stream:
+    with FrameStream(ovl, overlap=overlap) as stream:
         got = list(stream.run((f, i / 30.0) for i, f in enumerate(clip_frames)))
+        if overlap == "auto":  # the clip is long enough for one full probe of both schedules
+            assert len(stream.chooser.choices) == 1
     assert len(got) == len(expected)
     found = 0
     for i, (a, b) in enumerate(zip(expected, got)):
@@ -48,3 +52,17 @@ def test_stream_for_pose_task_is_plain_process(make_pipeline, clip_frames):
         assert (r.pose is None) == (got[i].pose is None)
         if r.pose is not None:
             np.testing.assert_array_equal(r.pose.landmarks, got[i].pose.landmarks)
+
+
+def test_schedule_chooser_keeps_the_faster_mode():
+    from edge_holistic.pipeline.stream import ScheduleChooser
+
+    c = ScheduleChooser(probe=3, hold=5)
+    seen = []
+    for _ in range(2 * (3 + 1)):
+        mode = c.next_mode()
+        seen.append(mode)
+        c.record(mode, 0.010 if mode == "inline" else 0.030)
+    assert seen == ["overlap"] * 4 + ["inline"] * 4
+    assert [c.next_mode() for _ in range(5)] == ["inline"] * 5 and c.choices == ["inline"]
+    assert c.next_mode() == "overlap"  # probing again after the hold
