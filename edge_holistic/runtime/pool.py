@@ -6,12 +6,13 @@ interpreters that must not be shared because they run on different threads
 """
 from __future__ import annotations
 
+import gc
 import threading
 import time
 from dataclasses import dataclass
 from typing import Dict, Iterable, List, Optional, Set, Tuple
 
-from .interpreter import TfliteModel
+from .interpreter import TfliteModel, trim_heap
 from .registry import Registry
 
 Key = Tuple[str, str, str, int, str]
@@ -80,6 +81,11 @@ class ModelPool:
                 if now - e.last_used >= limit:
                     dropped.append(e.model.name)
                     del self._entries[key]
+        if dropped:
+            # Their weights go back to the heap; without a trim glibc keeps the pages and
+            # RSS does not move (the model files' own pages were already released).
+            gc.collect()
+            trim_heap()
         return dropped
 
     def loaded(self) -> List[Tuple[Key, str, bool]]:
