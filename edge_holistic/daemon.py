@@ -633,6 +633,9 @@ def main(args: argparse.Namespace) -> int:
             print(f"  {issue}", file=sys.stderr)
         return EXIT_CONFIG
     setup_logging(cfg.log_level)
+    from .runtime.interpreter import fixed_mmap_threshold
+
+    fixed_mmap_threshold()  # frames back to the kernel when freed: flat RSS over days
     log.info("edge-holistic %s starting: config %s (hash %s), device %s", _version(), path, cfg.digest,
              cfg.device_id)
     return Daemon(cfg, args, overrides).run()
