@@ -14,7 +14,9 @@ Stages (``all`` runs them in order; each caches its output under ``--work``):
     detectors) and carry no signature; ai-edge-quantizer needs float32 constants and a
     ``serving_default`` signature. Those ops are evaluated once with LiteRT's reference
     kernels, their outputs written back as float32 constant buffers, the ops dropped, and a
-    signature added. The folded model is checked to reproduce the original's outputs.
+    signature added. Standalone RELUs are fused into their producer (XNNPACK has no int8
+    RELU kernel, so each would split the int8 graph). The folded model is checked to
+    reproduce the original's outputs.
 ``capture``
     Runs the project's own float pipeline (``edge_holistic.pipeline.Pipeline``) over still
     images and video frames (static and tracking mode, mirrored copies too) and records the
@@ -31,8 +33,9 @@ Stages (``all`` runs them in order; each caches its output under ``--work``):
     3) greedy: keep the most helpful groups float until the held-out error meets the target;
     4) prune: return groups, then half groups, to int8 where the target still holds.
     Targets: landmark models mean error <= 1.0% of the crop size; detectors keep the same
-    detections (score >= 0.5 + weighted NMS; a detection whose score is within 0.1 of the
-    threshold in either model may flip) with keypoints within 1.0% of the input size.
+    detections (score >= 0.5 + weighted NMS; a detection may flip only where the other model
+    scores it >= 0.4, i.e. a borderline score nudged across the threshold) with keypoints
+    within 1.0% of the input size.
 ``report``
     Times float vs int8 (XNNPACK, 2 threads), writes ``models/<name>_int8.tflite``, replaces
     only the ``@int8`` entries of ``models/manifest.yaml`` and writes ``docs/int8.md``.
@@ -231,9 +234,14 @@ def fold_model(src: Path) -> Tuple[bytes, dict]:
         tensor.type = schema.TensorType.FLOAT32
         tensor.quantization = None
         tensor.sparsity = None
-    drop = set(folded)
+    drop = set(folded) | _fuse_relus(model)
     sg.operators = [op for i, op in enumerate(sg.operators) if i not in drop]
     _drop_unused(model)
+    # Older converters wrote the op code only into ``deprecated_builtin_code`` (builtin_code 0,
+    # which reads as ADD). LiteRT takes the larger of the two; ai-edge-quantizer reads only
+    # builtin_code and would treat every op as ADD, so write the real code into both fields.
+    for oc in model.operatorCodes:
+        oc.builtinCode = max(int(oc.builtinCode or 0), int(oc.deprecatedBuiltinCode or 0))
 
     sig = schema.SignatureDefT()
     sig.signatureKey = "serving_default"
@@ -247,7 +255,45 @@ def fold_model(src: Path) -> Tuple[bytes, dict]:
             dst.append(tm)
     model.signatureDefs = [sig]
     out = bytes(fbu.convert_object_to_bytearray(model))
-    return out, {"ops_before": len(drop) + len(sg.operators), "ops_folded": len(drop), "ops_after": len(sg.operators)}
+    return out, {"ops_before": len(drop) + len(sg.operators), "ops_folded": len(folded),
+                 "relus_fused": len(drop) - len(folded), "ops_after": len(sg.operators)}
+
+
+def _fuse_relus(model) -> set:
+    """Fold each standalone RELU into the op producing its input (as a fused activation).
+
+    Exact in float. Why: XNNPACK has no int8 kernel for a standalone RELU, so in an int8
+    graph every one splits the delegate partition and falls back to LiteRT's own kernels
+    (face_detection_short_range: 18 partitions, 4x slower than float); fused activations
+    are handled inside the int8 CONV/ADD kernels. Returns the indices of the dropped ops.
+    """
+    schema = _schema()
+    sg = model.subgraphs[0]
+    producer = {t: i for i, op in enumerate(sg.operators) for t in op.outputs}
+    consumers: Dict[int, int] = {}
+    for op in sg.operators:
+        for t in op.inputs:
+            consumers[t] = consumers.get(t, 0) + 1
+    fusable = {schema.BuiltinOperator.CONV_2D, schema.BuiltinOperator.DEPTHWISE_CONV_2D,
+               schema.BuiltinOperator.ADD, schema.BuiltinOperator.FULLY_CONNECTED}
+    dropped = set()
+    for i, op in enumerate(sg.operators):
+        if _opcode(model, op) != schema.BuiltinOperator.RELU:
+            continue
+        t = op.inputs[0]
+        p = producer.get(t)
+        if p is None or consumers.get(t) != 1 or t in sg.outputs:
+            continue
+        prod = sg.operators[p]
+        opts = prod.builtinOptions
+        if _opcode(model, prod) not in fusable or opts is None or not hasattr(opts, "fusedActivationFunction"):
+            continue
+        if opts.fusedActivationFunction != schema.ActivationFunctionType.NONE:
+            continue
+        opts.fusedActivationFunction = schema.ActivationFunctionType.RELU
+        prod.outputs = [op.outputs[0]] + list(prod.outputs[1:])
+        dropped.add(i)
+    return dropped
 
 
 def _drop_unused(model) -> None:
@@ -316,8 +362,8 @@ def stage_fold(jobs: Sequence[ModelJob], models_dir: Path, work: Path) -> None:
         (work / "folded" / f"{job.name}.tflite").write_bytes(folded)
         info["max_abs_diff_vs_original"] = worst
         (work / "folded" / f"{job.name}.json").write_text(json.dumps(info))
-        log(f"fold {job.name}: {info['ops_folded']} of {info['ops_before']} ops folded, "
-            f"{info['ops_after']} left, max |diff| vs original {worst:g}")
+        log(f"fold {job.name}: {info['ops_folded']} weight ops folded, {info['relus_fused']} RELUs fused, "
+            f"{info['ops_before']} -> {info['ops_after']} ops, max |diff| vs original {worst:g}")
 
 
 # ------------------------------------------------------------------------------------------
@@ -679,36 +725,47 @@ class Evaluator:
         return weighted_nms(d, 0.3)
 
     def _compare_detections(self, a, b) -> dict:
-        """Match float (a) and int8 (b) detections by IoU; errors in % of the input size."""
+        """Match float (a) and int8 (b) detections by IoU; errors in % of the input size.
+
+        Both lists are decoded down to score 0.4 (threshold 0.5 minus the margin). A
+        detection passing 0.5 in one model is *missed*/*extra* when the other does not pass
+        0.5 there; the mismatch is *hard* when the other model has nothing above 0.4 at that
+        place either - not a borderline score nudged across the threshold, but a person or
+        face found by one model only (or a phantom: coarse int8 logits rounding to 0 give
+        score exactly 0.5 on empty background).
+        """
         from edge_holistic.pipeline.geometry import iou_one_to_many
 
         thr = 0.5
-        fa = np.nonzero(a.scores >= thr)[0]
-        fb = np.nonzero(b.scores >= thr)[0]
-        used = set()
+
+        def best(box, others) -> Tuple[int, float]:
+            if len(others) == 0:
+                return -1, 0.0
+            ious = iou_one_to_many(box, others.boxes)
+            j = int(np.argmax(ious))
+            return j, float(ious[j])
+
         kp_err, box_err, score_diff = [], [], []
-        missed = hard_missed = 0
-        for i in fa:
-            if len(b) == 0:
-                ious = np.zeros(0)
-            else:
-                ious = iou_one_to_many(a.boxes[i], b.boxes)
-            j = int(np.argmax(ious)) if ious.size else -1
-            if j >= 0 and ious[j] >= 0.5 and j not in used:
-                used.add(j)
-                if b.scores[j] < thr:
-                    missed += 1
-                    hard_missed += int(a.scores[i] >= thr + DETECTOR_MARGIN)
-                kp_err.append(np.linalg.norm(a.keypoints[i] - b.keypoints[j], axis=-1).mean() * 100)
-                box_err.append(np.abs(a.boxes[i] - b.boxes[j]).mean() * 100)
-                score_diff.append(abs(float(a.scores[i] - b.scores[j])))
-            else:
+        missed = extra = hard = 0
+        for i in np.nonzero(a.scores >= thr)[0]:
+            j, iou = best(a.boxes[i], b)
+            if iou < 0.5:
                 missed += 1
-                hard_missed += int(a.scores[i] >= thr + DETECTOR_MARGIN)
-        extra = [j for j in fb if j not in used]
-        hard_extra = sum(int(b.scores[j] >= thr + DETECTOR_MARGIN) for j in extra)
-        return {"n_float": len(fa), "n_int8": len(fb), "missed": missed, "extra": len(extra),
-                "hard": hard_missed + hard_extra, "kp": kp_err, "box": box_err, "score": score_diff}
+                hard += 1
+                continue
+            missed += int(b.scores[j] < thr)
+            kp_err.append(np.linalg.norm(a.keypoints[i] - b.keypoints[j], axis=-1).mean() * 100)
+            box_err.append(np.abs(a.boxes[i] - b.boxes[j]).mean() * 100)
+            score_diff.append(abs(float(a.scores[i] - b.scores[j])))
+        for j in np.nonzero(b.scores >= thr)[0]:
+            i, iou = best(b.boxes[j], a)
+            if iou < 0.5:
+                extra += 1
+                hard += 1
+            elif a.scores[i] < thr:
+                extra += 1
+        return {"n_float": int((a.scores >= thr).sum()), "n_int8": int((b.scores >= thr).sum()),
+                "missed": missed, "extra": extra, "hard": hard, "kp": kp_err, "box": box_err, "score": score_diff}
 
     # scoring ---------------------------------------------------------------------------------
     def outputs(self, content: bytes) -> List[List[np.ndarray]]:
@@ -799,6 +856,7 @@ def op_table(content: bytes) -> List[dict]:
             macs = out_elems * int(w[1] * w[2])
         elif name == "FULLY_CONNECTED" and len(shapes) > 1:
             macs = out_elems * int(shapes[1][-1])
+        name = getattr(name, "value", name)  # TFLOperationName enum -> 'CONV_2D'
         table.append({"index": i, "op": str(name), "scope": tfu.get_op_scope(op, sg.tensors), "macs": macs})
     return table
 
@@ -876,8 +934,15 @@ class Quantizing:
             rec.append({"regex": ".*", "operation": edge, "algorithm_key": "no_quantize", "op_config": {}})
         scopes = sorted({self.ops[i]["scope"] for i in float_ops})
         if scopes:
-            rec.append({"regex": "^(?:" + "|".join(re.escape(s) for s in scopes) + ")$",
-                        "operation": "*", "algorithm_key": "no_quantize", "op_config": {}})
+            regex = "^(?:" + "|".join(re.escape(s) for s in scopes) + ")$"
+            rec.append({"regex": regex, "operation": "*", "algorithm_key": "no_quantize", "op_config": {}})
+            # Float-kept weights go back to float16 behind DEQUANTIZE, as MediaPipe shipped
+            # them: the folded float32 values came from float16, so this is lossless and
+            # keeps the file small (LiteRT expands them once at load).
+            for op in ("CONV_2D", "DEPTHWISE_CONV_2D", "FULLY_CONNECTED"):
+                rec.append({"regex": regex, "operation": op, "algorithm_key": "float_casting",
+                            "op_config": {"weight_tensor_config": {"num_bits": 16, "dtype": "FLOAT"},
+                                          "compute_precision": "FLOAT", "explicit_dequantize": True}})
         return rec
 
     def build(self, float_ops: Iterable[int], rule: str) -> bytes:
@@ -919,6 +984,31 @@ def parse_ranges(text: str) -> List[int]:
         a, _, b = part.partition("-")
         out += list(range(int(a), int(b or a) + 1))
     return out
+
+
+def summarize_tags(tags: Iterable[str]) -> str:
+    """'video.avi: 402 (frames 0-163; plain, mirror, zoom); 5 stills: 78 (...)' from capture tags."""
+    tags = [str(t) for t in tags]
+    videos: Dict[str, List[Tuple[int, str]]] = {}
+    stills: Dict[str, set] = {}
+    for tag in tags:
+        src, _, rest = str(tag).partition("#")
+        base, _, kind = src.partition(":")
+        frame = int(rest.split(":")[0]) if rest else 0
+        if base.lower().endswith((".avi", ".mp4", ".mkv", ".mov")):
+            videos.setdefault(base, []).append((frame, kind or "plain"))
+        else:
+            stills.setdefault(base, set()).add(kind or "plain")
+    parts = []
+    for base, items in sorted(videos.items()):
+        frames = [f for f, _ in items]
+        kinds = sorted({k for _, k in items})
+        parts.append(f"{base}: {len(items)} (frames {min(frames)}-{max(frames)}; {', '.join(kinds)})")
+    if stills:
+        n = sum(1 for t in tags if t.partition("#")[0].partition(":")[0] in stills)
+        kinds = sorted(set().union(*stills.values()))
+        parts.append(f"{len(stills)} stills: {n} ({', '.join(kinds)})")
+    return "; ".join(parts)
 
 
 def search_model(job: ModelJob, work: Path) -> dict:
@@ -980,8 +1070,9 @@ def search_model(job: ModelJob, work: Path) -> dict:
                     if sc.ok:
                         float_ops, current = trial_set, sc
         # 6) the range rule may differ for the mixed model
+        chosen_rule = rule
         for other in RANGE_RULES:
-            if other == rule:
+            if other == chosen_rule:
                 continue
             sc = trial(float_ops, other, "final recipe, other rule")
             if sc.ok >= current.ok and sc.objective < current.objective:
@@ -1002,8 +1093,8 @@ def search_model(job: ModelJob, work: Path) -> dict:
         "int8_mac_fraction": round(1.0 - float_macs / total_macs, 4),
         "groups": len(groups),
         "calibration": {"samples": int(len(data.calib)), "heldout": int(len(data.heldout)),
-                        "sources": sorted({str(t).split("#")[0] for t in data.calib_tags}),
-                        "heldout_sources": sorted({str(t).split("#")[0] for t in data.heldout_tags})},
+                        "sources": summarize_tags(data.calib_tags),
+                        "heldout_sources": summarize_tags(data.heldout_tags)},
         "score": asdict(final),
         "full_int8": {r: {"objective": s.objective, "mean": s.mean, "p95": s.p95} for r, s in by_rule.items()},
         "trail": trail,
@@ -1077,11 +1168,16 @@ def manifest_entry(job: ModelJob, res: dict, fentry: dict, content: bytes) -> di
         },
         "calibration": {
             "samples": res["calibration"]["samples"],
-            "source": "model inputs captured from the float pipeline (static + tracking, mirrored too) on "
-                      + ", ".join(res["calibration"]["sources"]),
+            "source": "inputs the float pipeline fed this model (static + tracking mode), captured on "
+                      + _as_text(res["calibration"]["sources"]),
         },
         "error": error,
     }
+
+
+def _as_text(sources) -> str:
+    """Search results store a summary string (older runs: a list of source tags)."""
+    return sources if isinstance(sources, str) else summarize_tags(f"{t}#0" for t in sources)
 
 
 def write_manifest_int8(models_dir: Path, entries: List[dict]) -> None:
@@ -1127,6 +1223,10 @@ def stage_report(jobs: Sequence[ModelJob], models_dir: Path, work: Path, docs: P
             log(f"report: no search result for {job.name}; skipped")
             continue
         res = json.loads(res_path.read_text())
+        if not isinstance(res["calibration"]["sources"], str):  # results of an older run: summarise again
+            data = load_dataset(work, job.name)
+            res["calibration"]["sources"] = summarize_tags(data.calib_tags)
+            res["calibration"]["heldout_sources"] = summarize_tags(data.heldout_tags)
         content = (work / "int8" / f"{job.name}_int8.tflite").read_bytes()
         (models_dir / f"{job.name}_int8.tflite").write_bytes(content)
         fentry = float_entry(manifest, job.name)
@@ -1159,6 +1259,8 @@ def write_docs(path: Path, rows: List[Tuple[ModelJob, dict]]) -> None:
         "   detectors) and carry no signature. Those ops are evaluated once with LiteRT's reference",
         "   kernels and replaced by float32 constants, and a `serving_default` signature is added; the",
         "   folded model reproduces the original's outputs (checked per model, max |diff| 0).",
+        "   Standalone RELUs are fused into the op before them (exact): XNNPACK has no int8 kernel",
+        "   for a lone RELU, and each one split the int8 face detector into 18 partitions (4x slower).",
         "2. **Capture.** The project's float pipeline runs over stills and video frames (static and",
         "   tracking mode, mirrored copies too); every model input it really produces is recorded",
         "   (rotated ROI crops, letterboxed frames, pose-derived face crops). Split by source: the",
@@ -1170,12 +1272,15 @@ def write_docs(path: Path, rows: List[Tuple[ModelJob, dict]]) -> None:
         "   percentile, mean), whichever gives the lowest held-out error. Then each of ~16 contiguous",
         "   op groups is kept float alone to measure its sensitivity; the most helpful groups are kept",
         "   float one by one until the target holds, and groups are given back to int8 where the",
-        "   target still holds. int16 activations are never used (LiteRT runs them on slow reference",
-        "   kernels).",
+        "   target still holds, first whole groups, then half groups. int16 activations are never",
+        "   used (LiteRT runs them on slow reference kernels). Ops kept float get their weights back",
+        "   as float16 behind DEQUANTIZE, exactly as MediaPipe shipped them (lossless: the values came",
+        "   from float16), so the float part computes what the original file computes.",
         "4. **Targets.** Landmark models: mean landmark distance to the float model's <= 1.0% of the",
         "   crop size (pose: the heatmap-refined x/y the pipeline publishes, and the raw regression).",
-        "   Detectors: the same detections (score >= 0.5, weighted NMS; a detection within 0.1 of the",
-        "   threshold in either model may flip) with keypoints within 1.0% of the input size.",
+        "   Detectors: the same detections (score >= 0.5, weighted NMS; a detection may flip only where",
+        "   the other model scores it >= 0.4: a borderline score nudged across the threshold) with",
+        "   keypoints within 1.0% of the input size.",
         "",
         "## Results (held-out inputs)",
         "",
@@ -1205,15 +1310,15 @@ def write_docs(path: Path, rows: List[Tuple[ModelJob, dict]]) -> None:
         lines.append(f"### {job.name}")
         lines.append("")
         lines.append(f"- recipe: activation range rule `{r['rule']}`; ops kept float (folded-graph indices): "
-                     f"`{r['float_ops'] or 'none'}` ({', '.join(r['float_op_kinds']) or '-'})")
+                     f"`{r['float_ops'] or 'none'}` ({', '.join(k.split('.')[-1] for k in r['float_op_kinds']) or '-'})")
         lines.append(f"- calibration: {r['calibration']['samples']} inputs from "
-                     f"{', '.join(r['calibration']['sources'])}; held out: {r['calibration']['heldout']} inputs from "
-                     f"{', '.join(r['calibration']['heldout_sources'])}")
+                     f"{_as_text(r['calibration']['sources'])}; held out: {r['calibration']['heldout']} inputs from "
+                     f"{_as_text(r['calibration']['heldout_sources'])}")
         full = ", ".join(f"{k}: {v['mean']:.3f}%" for k, v in r["full_int8"].items())
         lines.append(f"- full int8 (no float ops), mean error by range rule: {full}")
         if job.kind == "detector":
             lines.append(f"- detections on held-out inputs: float {d['float_detections']}, int8 {d['int8_detections']}, "
-                         f"missed {d['missed']}, extra {d['extra']} (of which far from the threshold: "
+                         f"missed {d['missed']}, extra {d['extra']} (of which with nothing >= 0.4 in the other model: "
                          f"{d['hard_mismatches']}); keypoint error mean {d['keypoint']['mean']:.3f}% "
                          f"p95 {d['keypoint']['p95']:.3f}%; box corner error mean {d['box']['mean']:.3f}%; "
                          f"|score diff| mean {d['score_abs_diff']['mean']:.4f}")
