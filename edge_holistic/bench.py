@@ -45,15 +45,13 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
                         "then restarts the stream at frame 0 (default: 5)")
     p.add_argument("--threads-sweep", type=_thread_list, default=None, metavar="1,2,4",
                    help="run once per interpreter thread count and compare (overrides --threads)")
-    mode = p.add_mutually_exclusive_group()
-    mode.add_argument("--overlap", action="store_true",
-                      help="always overlap the next frame's pose with this frame's face and hands (default: "
-                           "measure overlapped vs one-after-the-other every ~150 frames and keep the faster)")
-    mode.add_argument("--per-frame", action="store_true",
-                      help="one frame at a time (face and hands concurrent within the frame, as "
-                           "Pipeline.process does) instead of overlapping the next frame's pose")
-    mode.add_argument("--sequential", action="store_true",
-                      help="no concurrency at all: every model after the other (the CPU-cost baseline)")
+    p.add_argument("--schedule", default="auto",
+                   choices=("auto", "overlap", "split", "inline", "per-frame", "sequential"),
+                   help="holistic scheduling: auto (default) measures overlap/split/inline every ~170 frames "
+                        "and keeps the fastest; overlap = next frame's pose alongside this frame's face, left "
+                        "and right hand on 3 workers; split = hands on one worker, face and pose on the caller; "
+                        "inline = one model after the other; per-frame = Pipeline.process per frame (face and "
+                        "hands concurrent within the frame, the daemon's path); sequential = no threads at all")
     p.add_argument("--json", action="store_true",
                    help="print one JSON line per run instead of the table")
 
@@ -181,7 +179,7 @@ def run_once(frames: Sequence["object"], args: argparse.Namespace, threads) -> D
 
     pipe = Pipeline(PipelineOptions(task=args.task, pose_model=args.pose_model, hand_model=args.hand_model,
                                     precision=args.precision, threads=threads, static_image_mode=False,
-                                    parallel=not args.sequential))
+                                    parallel=args.schedule != "sequential"))
     try:
         warm = list(frames[: args.warmup])
         for i, rgb in enumerate(warm):
@@ -192,8 +190,8 @@ def run_once(frames: Sequence["object"], args: argparse.Namespace, threads) -> D
         found = 0
         cpu0 = os.times()
         t0 = time.perf_counter()
-        overlap = False if (args.sequential or args.per_frame) else (True if args.overlap else "auto")
-        stream = FrameStream(pipe, overlap=overlap)
+        schedule = {"sequential": "per-frame"}.get(args.schedule, args.schedule)
+        stream = FrameStream(pipe, schedule=schedule)
         for result in stream.run((rgb, i / FRAME_RATE) for i, rgb in enumerate(frames)):
             latencies.append(result.latency_ms["total"])
             found += result.pose is not None

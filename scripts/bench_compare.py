@@ -91,7 +91,7 @@ def mp_bench(video: Path, setting: str, frames: Optional[int]) -> Dict[str, Any]
 
 
 def our_tracking(video: Path, frames: Optional[int], task: str, threads: int, precision: str = "float") -> List[Any]:
-    """Our per-frame results on the clip, tracking mode, the way bench runs it (overlap on)."""
+    """Our per-frame results on the clip, tracking mode, the way bench runs it (schedule auto)."""
     from edge_holistic.bench import load_frames
     from edge_holistic.pipeline import Pipeline, PipelineOptions
     from edge_holistic.pipeline.stream import FrameStream

@@ -52,7 +52,7 @@ def test_threads_sweep_prints_one_line_per_setting():
 
 
 def test_image_folder_table_output():
-    proc = run_cli("bench", "--source", str(IMAGES), "--frames", "3", "--warmup", "0", "--sequential", timeout=300)
+    proc = run_cli("bench", "--source", str(IMAGES), "--frames", "3", "--warmup", "0", "--schedule", "sequential", timeout=300)
     assert proc.returncode == 0, proc.stderr
     assert "fps" in proc.stdout and "pose_landmarks" in proc.stdout and "peak RSS" in proc.stdout
 

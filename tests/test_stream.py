@@ -14,16 +14,16 @@ def _parts(r):
     return {name: getattr(r, name) for name in ("pose", "face", "left_hand", "right_hand")}
 
 
-@pytest.mark.parametrize("overlap", [True, "auto"])
-def test_overlapped_stream_equals_sequential_processing(make_pipeline, clip_frames, overlap):
+@pytest.mark.parametrize("schedule", ["overlap", "split", "inline", "auto"])
+def test_overlapped_stream_equals_sequential_processing(make_pipeline, clip_frames, schedule):
     from edge_holistic.pipeline.stream import FrameStream
 
     seq = make_pipeline(own_pool=True, task="holistic", threads=1, parallel=False)
     expected = [seq.process(f, i / 30.0) for i, f in enumerate(clip_frames)]
     ovl = make_pipeline(own_pool=True, task="holistic", threads=1)
-    with FrameStream(ovl, overlap=overlap) as stream:
+    with FrameStream(ovl, schedule=schedule) as stream:
         got = list(stream.run((f, i / 30.0) for i, f in enumerate(clip_frames)))
-        if overlap == "auto":  # the clip is long enough for one full probe of both schedules
+        if schedule == "auto":  # the clip is long enough for one full probe of every schedule
             assert len(stream.chooser.choices) == 1
     assert len(got) == len(expected)
     found = 0
@@ -59,10 +59,10 @@ def test_schedule_chooser_keeps_the_faster_mode():
 
     c = ScheduleChooser(probe=3, hold=5)
     seen = []
-    for _ in range(2 * (3 + 1)):
+    for _ in range(3 * (3 + 1)):
         mode = c.next_mode()
         seen.append(mode)
         c.record(mode, 0.010 if mode == "inline" else 0.030)
-    assert seen == ["overlap"] * 4 + ["inline"] * 4
+    assert seen == ["overlap"] * 4 + ["split"] * 4 + ["inline"] * 4
     assert [c.next_mode() for _ in range(5)] == ["inline"] * 5 and c.choices == ["inline"]
     assert c.next_mode() == "overlap"  # probing again after the hold

@@ -10,7 +10,7 @@ touched by one thread at a time (pose by the caller's thread, face and hands by 
 "parts" worker, strictly in frame order), so no tracking state is shared across
 threads. MediaPipe's own graph scheduler overlaps consecutive frames the same way.
 
-Overlap needs a free second core to pay off; by default (``overlap="auto"``) the stream
+Overlap needs a free second core to pay off; by default (``schedule="auto"``) the stream
 measures overlapped against one-model-after-the-other scheduling every so often and
 keeps the faster (:class:`ScheduleChooser`), so a busy board does not lose throughput.
 """
@@ -39,7 +39,12 @@ class _InFlight:
 
 
 class ScheduleChooser:
-    """Picks "overlap" or "inline" by measured throughput, and re-checks now and then.
+    """Picks a schedule by measured throughput, and re-checks now and then.
+
+    "overlap": face, left and right hand on three workers while the caller runs the next
+    pose (four compute threads); "split": both hands on one worker, face and the next
+    pose on the caller (two threads, less time-slicing, slightly less balanced);
+    "inline": everything on the caller, one model after the other.
 
     Why: overlap only pays when a second core is actually free. On a shared or busy
     board (another process holding a core), four compute threads time-sliced on one
@@ -49,7 +54,7 @@ class ScheduleChooser:
     frame) for ``hold`` frames, and probes again. Results are identical either way.
     """
 
-    MODES = ("overlap", "inline")
+    MODES = ("overlap", "split", "inline")
 
     def __init__(self, probe: int = 15, hold: int = 120) -> None:
         self.probe = probe
@@ -98,16 +103,20 @@ class FrameStream:
     """Runs a :class:`Pipeline` over a sequence of frames, overlapping consecutive frames.
 
     Use :meth:`run` as a generator; call :meth:`close` (or use ``with``) to stop the
-    worker thread. With ``overlap=False`` (or the pose task, where there is nothing to
-    overlap) it is exactly ``pipe.process`` per frame.
+    worker threads. With ``schedule="per-frame"`` (or the pose task, where there is
+    nothing to overlap) it is exactly ``pipe.process`` per frame.
     """
 
-    def __init__(self, pipe: Pipeline, overlap: object = "auto") -> None:
-        if overlap not in (True, False, "auto"):
-            raise ValueError(f"overlap must be True, False or 'auto', got {overlap!r}")
+    SCHEDULES = ("auto", "overlap", "split", "inline", "per-frame")
+
+    def __init__(self, pipe: Pipeline, schedule: str = "auto") -> None:
+        """``schedule``: "auto" (measure and pick), one of :attr:`ScheduleChooser.MODES`
+        to force it, or "per-frame" (plain ``pipe.process`` per frame)."""
+        if schedule not in self.SCHEDULES:
+            raise ValueError(f"schedule must be one of {', '.join(self.SCHEDULES)}; got {schedule!r}")
         self.pipe = pipe
-        self.overlap = overlap
-        self.chooser: Optional[ScheduleChooser] = ScheduleChooser() if overlap == "auto" else None
+        self.schedule = schedule
+        self.chooser: Optional[ScheduleChooser] = ScheduleChooser() if schedule == "auto" else None
         self._worker: Optional[ThreadPoolExecutor] = None
 
     def __enter__(self) -> "FrameStream":
@@ -128,7 +137,7 @@ class FrameStream:
         it includes the wait for the previous frame's face and hands.
         """
         pipe = self.pipe
-        if self.overlap is False or pipe.options.task != "holistic":
+        if self.schedule == "per-frame" or pipe.options.task != "holistic":
             for rgb, ts in frames:
                 yield pipe.process(rgb, ts)
             return
@@ -145,7 +154,7 @@ class FrameStream:
                     self.chooser.record(last[0], t_start - last[1])
                 mode = self.chooser.next_mode()
             else:
-                mode = "overlap"
+                mode = self.schedule
             last = (mode, t_start)
             if pipe._pending is not None:
                 # A model/task switch rebuilds the trackers: let the frame in flight finish first.
@@ -176,6 +185,11 @@ class FrameStream:
                 result.pose = PoseResult(raw.score, lms, world)
                 if mode == "overlap":
                     futs = [self._worker.submit(self._part, name, rgb, lms) for name in PARTS]
+                elif mode == "split":
+                    futs = [self._worker.submit(self._hands, rgb, lms)]
+                    _, part, t = self._part("face", rgb, lms)
+                    result.face = part
+                    timings.update(t)
                 else:
                     futs = []
                     for name in PARTS:
@@ -183,12 +197,15 @@ class FrameStream:
                         setattr(result, name, part)
                         timings.update(t)
             current = _InFlight(result, timings, t_start, futs)
-            if mode == "overlap":
+            if mode != "inline":
                 prev = current
             else:
                 yield self._finish(current)
         if prev is not None:
             yield self._finish(prev)
+
+    def _hands(self, rgb: np.ndarray, pose_lms: np.ndarray) -> List[Tuple[str, object, Dict[str, float]]]:
+        return [self._part("left_hand", rgb, pose_lms), self._part("right_hand", rgb, pose_lms)]
 
     def _part(self, name: str, rgb: np.ndarray, pose_lms: np.ndarray) -> Tuple[str, object, Dict[str, float]]:
         """One part of one frame; runs on a worker thread and touches only that part's tracker."""
@@ -206,9 +223,10 @@ class FrameStream:
     @staticmethod
     def _finish(f: _InFlight) -> FrameResult:
         for fut in f.futures:
-            name, part, t = fut.result()
-            setattr(f.result, name, part)
-            f.timings.update(t)
+            done = fut.result()
+            for name, part, t in (done if isinstance(done, list) else [done]):
+                setattr(f.result, name, part)
+                f.timings.update(t)
         f.timings["total"] = (time.perf_counter() - f.t_start) * 1e3
         f.result.latency_ms = f.timings
         return f.result
