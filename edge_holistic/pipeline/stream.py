@@ -3,12 +3,13 @@
 Why: in tracking mode the pose of frame i+1 needs only frame i's *pose* (its ROI comes
 from the previous pose landmarks), never frame i's face or hands. So while one core
 runs the face and hand models of frame i, the other can already run the pose model of
-frame i+1: throughput becomes max(pose, face + hands) instead of their sum. LiteRT
-releases the GIL inside ``invoke``, so plain threads give real parallelism. Results
-come out in frame order, one frame behind the input; each tracker is only ever
-touched by one thread at a time (pose by the caller's thread, face and hands by the
-"parts" worker, strictly in frame order), so no tracking state is shared across
-threads. MediaPipe's own graph scheduler overlaps consecutive frames the same way.
+frame i+1: throughput approaches (pose + face + hands) / cores instead of their sum.
+LiteRT releases the GIL inside ``invoke``, so plain threads give real parallelism.
+Each part (face, left hand, right hand) has its own single-thread queue, so a part's
+frames run strictly in order and its tracker is only ever touched by that thread (the
+pose tracker only by the caller's); there is no barrier between frames, up to
+``MAX_IN_FLIGHT`` frames may be in progress, and results come out in frame order.
+MediaPipe's own graph scheduler overlaps consecutive frames the same way.
 
 Overlap needs a free second core to pay off; by default (``schedule="auto"``) the stream
 measures overlapped against one-model-after-the-other scheduling every so often and
@@ -17,9 +18,10 @@ keeps the faster (:class:`ScheduleChooser`), so a busy board does not lose throu
 from __future__ import annotations
 
 import time
+from collections import deque
 from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass
-from typing import Dict, Iterable, Iterator, List, Optional, Tuple
+from typing import Deque, Dict, Iterable, Iterator, List, Optional, Tuple
 
 import numpy as np
 
@@ -28,6 +30,10 @@ from .types import FrameResult, PoseResult
 
 
 PARTS = ("face", "left_hand", "right_hand")
+# Frames whose face/hands may still be running while the caller starts the next pose.
+# 3 keeps every thread fed across uneven frames (a re-detection, a found face) and bounds
+# latency to about three frames.
+MAX_IN_FLIGHT = 3
 
 
 @dataclass
@@ -117,7 +123,7 @@ class FrameStream:
         self.pipe = pipe
         self.schedule = schedule
         self.chooser: Optional[ScheduleChooser] = ScheduleChooser() if schedule == "auto" else None
-        self._worker: Optional[ThreadPoolExecutor] = None
+        self._executors: Dict[str, ThreadPoolExecutor] = {}
 
     def __enter__(self) -> "FrameStream":
         return self
@@ -126,27 +132,29 @@ class FrameStream:
         self.close()
 
     def close(self) -> None:
-        if self._worker is not None:
-            self._worker.shutdown(wait=True)
-            self._worker = None
+        for executor in self._executors.values():
+            executor.shutdown(wait=True)
+        self._executors = {}
 
     def run(self, frames: Iterable[Tuple[np.ndarray, float]]) -> Iterator[FrameResult]:
         """Yield one FrameResult per ``(rgb, timestamp)``, in order.
 
         ``latency_ms["total"]`` is each frame's submit-to-result time, so with overlap
-        it includes the wait for the previous frame's face and hands.
+        it includes the wait for earlier frames' face and hands.
         """
         pipe = self.pipe
         if self.schedule == "per-frame" or pipe.options.task != "holistic":
             for rgb, ts in frames:
                 yield pipe.process(rgb, ts)
             return
-        if self._worker is None:
-            # One worker per part (face, left hand, right hand): they are independent given
-            # the pose, and their sum (~2/3 of a holistic frame) is what the pose overlaps.
-            self._worker = ThreadPoolExecutor(max_workers=3, thread_name_prefix="parts")
-        prev: Optional[_InFlight] = None
+        if not self._executors:
+            # One single-thread queue per part: a part's frames run strictly in order on its
+            # own thread, while different parts (and the next frames' poses) run side by side.
+            self._executors = {name: ThreadPoolExecutor(max_workers=1, thread_name_prefix=name) for name in PARTS}
+        ex = self._executors
+        inflight: Deque[_InFlight] = deque()
         last: Optional[Tuple[str, float]] = None  # (mode, loop start) of the previous frame
+        prev_mode: Optional[str] = None
         for image, ts in frames:
             t_start = time.perf_counter()
             if self.chooser is not None:
@@ -156,11 +164,13 @@ class FrameStream:
             else:
                 mode = self.schedule
             last = (mode, t_start)
+            if mode != prev_mode or pipe._pending is not None:
+                # Schedules use the part threads differently, and a model/task switch rebuilds
+                # the trackers: either way, let every frame in flight finish first.
+                while inflight:
+                    yield self._finish(inflight.popleft())
+                prev_mode = mode
             if pipe._pending is not None:
-                # A model/task switch rebuilds the trackers: let the frame in flight finish first.
-                if prev is not None:
-                    yield self._finish(prev)
-                    prev = None
                 with pipe._lock:
                     if pipe._pending is not None:
                         pending, pipe._pending = pipe._pending, None
@@ -174,51 +184,45 @@ class FrameStream:
             timings: Dict[str, float] = {}
             result = FrameResult(width=w, height=h, models=dict(pipe.models))
             out = pipe.pose.step(rgb, float(ts), timings)
-            if prev is not None:
-                yield self._finish(prev)
-                prev = None
-            if out is None:
-                self._lost()  # no part job is in flight here: the previous frame was finished above
-                futs: List[Future] = []
-            else:
+            futs: List[Future] = []
+            lms = None
+            if out is not None:
                 raw, lms, world = out
                 result.pose = PoseResult(raw.score, lms, world)
-                if mode == "overlap":
-                    futs = [self._worker.submit(self._part, name, rgb, lms) for name in PARTS]
-                elif mode == "split":
-                    futs = [self._worker.submit(self._hands, rgb, lms)]
-                    _, part, t = self._part("face", rgb, lms)
-                    result.face = part
-                    timings.update(t)
-                else:
-                    futs = []
-                    for name in PARTS:
-                        _, part, t = self._part(name, rgb, lms)
-                        setattr(result, name, part)
-                        timings.update(t)
-            current = _InFlight(result, timings, t_start, futs)
-            if mode != "inline":
-                prev = current
+            if mode == "overlap":
+                futs = [ex[name].submit(self._part, name, rgb, lms) for name in PARTS]
+            elif mode == "split":
+                futs = [ex["left_hand"].submit(self._hands, rgb, lms)]
+                _, part, t = self._part("face", rgb, lms)
+                result.face = part
+                timings.update(t)
             else:
-                yield self._finish(current)
-        if prev is not None:
-            yield self._finish(prev)
+                for name in PARTS:
+                    _, part, t = self._part(name, rgb, lms)
+                    setattr(result, name, part)
+                    timings.update(t)
+            inflight.append(_InFlight(result, timings, t_start, futs))
+            # Hand out every finished frame at once; block only when too many are queued.
+            while inflight and (len(inflight) > MAX_IN_FLIGHT or all(f.done() for f in inflight[0].futures)):
+                yield self._finish(inflight.popleft())
+        while inflight:
+            yield self._finish(inflight.popleft())
 
-    def _hands(self, rgb: np.ndarray, pose_lms: np.ndarray) -> List[Tuple[str, object, Dict[str, float]]]:
+    def _hands(self, rgb: np.ndarray, pose_lms: Optional[np.ndarray]) -> List[Tuple[str, object, Dict[str, float]]]:
         return [self._part("left_hand", rgb, pose_lms), self._part("right_hand", rgb, pose_lms)]
 
-    def _part(self, name: str, rgb: np.ndarray, pose_lms: np.ndarray) -> Tuple[str, object, Dict[str, float]]:
-        """One part of one frame; runs on a worker thread and touches only that part's tracker."""
+    def _part(self, name: str, rgb: np.ndarray,
+              pose_lms: Optional[np.ndarray]) -> Tuple[str, object, Dict[str, float]]:
+        """One part of one frame, touching only that part's tracker. ``pose_lms`` None means
+        no person this frame: the tracker forgets its ROI (in order with its other frames)."""
         t: Dict[str, float] = {}
+        tracker = {"face": self.pipe.face, "left_hand": self.pipe.left_hand, "right_hand": self.pipe.right_hand}[name]
+        if pose_lms is None:
+            tracker.reset()
+            return name, None, t
         if name == "face":
-            return name, self.pipe.face.step(rgb, pose_lms, t), t
-        tracker = self.pipe.left_hand if name == "left_hand" else self.pipe.right_hand
+            return name, tracker.step(rgb, pose_lms, t), t
         return name, tracker.step(rgb, pose_lms, t, name.split("_")[0] + "_"), t
-
-    def _lost(self) -> None:
-        for tracker in (self.pipe.face, self.pipe.left_hand, self.pipe.right_hand):
-            if tracker is not None:
-                tracker.reset()
 
     @staticmethod
     def _finish(f: _InFlight) -> FrameResult:
