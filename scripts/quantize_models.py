@@ -31,7 +31,9 @@ Stages (``all`` runs them in order; each caches its output under ``--work``):
        extremes, mean of per-sample extremes) for full int8, the best kept;
     2) sensitivity: each group of ~1/16 of the ops kept float alone;
     3) greedy: keep the most helpful groups float until the held-out error meets the target;
-    4) prune: return groups, then half groups, to int8 where the target still holds.
+    4) prune: return groups, then half groups, to int8 where the target still holds;
+    5) the other way round: from float, make the least damaging groups (each measured int8
+       alone) int8 one by one while the target holds; keep the recipe with more int8 MACs.
     Targets: landmark models mean error <= 1.0% of the crop size; detectors keep the same
     detections (score >= 0.5 + weighted NMS; a detection may flip only where the other model
     scores it >= 0.4, i.e. a borderline score nudged across the threshold) with keypoints
@@ -945,6 +947,11 @@ class Quantizing:
                                           "compute_precision": "FLOAT", "explicit_dequantize": True}})
         return rec
 
+    def mac_fraction(self, float_ops: Iterable[int]) -> float:
+        """Share of multiply-accumulates (conv/depthwise/FC) that run in int8."""
+        total = sum(o["macs"] for o in self.ops) or 1
+        return 1.0 - sum(self.ops[i]["macs"] for i in set(float_ops)) / total
+
     def build(self, float_ops: Iterable[int], rule: str) -> bytes:
         q = self._quantizer.Quantizer(bytearray(self.folded), self.recipe(float_ops))
         res = q.quantize(self.qsvs(rule), enable_progress_report=False)
@@ -1069,7 +1076,29 @@ def search_model(job: ModelJob, work: Path) -> dict:
                     sc = trial(trial_set, rule, f"refine -{half[0]}-{half[-1]}")
                     if sc.ok:
                         float_ops, current = trial_set, sc
-        # 6) the range rule may differ for the mixed model
+        # 6) the other way round: start from float and make groups int8 one at a time, least
+        #    damaging (measured int8 alone) first, skipping any that break the target; keep
+        #    whichever of the two recipes runs more of the arithmetic in int8
+        every = [o["index"] for o in qz.ops]
+        damage = []
+        for g in groups:
+            sc = trial(sorted(set(every) - set(g)), rule, f"int8 group {g[0]}-{g[-1]} alone")
+            damage.append((sc.objective, g))
+        grow_float, grow_score = list(every), None
+        for _, g in sorted(damage, key=lambda t: t[0]):
+            for part in (g, g[: len(g) // 2], g[len(g) // 2:]):
+                if not part or not set(part) <= set(grow_float):
+                    continue
+                trial_set = sorted(set(grow_float) - set(part))
+                sc = trial(trial_set, rule, f"grow +{part[0]}-{part[-1]} int8")
+                if sc.ok:
+                    grow_float, grow_score = trial_set, sc
+                    break  # whole group (or a half) taken; next group
+        if grow_score is not None and (not current.ok or qz.mac_fraction(grow_float) > qz.mac_fraction(float_ops)):
+            log(f"  grow recipe wins: {qz.mac_fraction(grow_float) * 100:.1f}% vs "
+                f"{qz.mac_fraction(float_ops) * 100:.1f}% of MACs int8")
+            float_ops, current = grow_float, grow_score
+        # 7) the range rule may differ for the mixed model
         chosen_rule = rule
         for other in RANGE_RULES:
             if other == chosen_rule:
@@ -1317,7 +1346,10 @@ def write_docs(path: Path, rows: List[Tuple[ModelJob, dict]], pipeline_ms: Dict[
         "   percentile, mean), whichever gives the lowest held-out error. Then each of ~16 contiguous",
         "   op groups is kept float alone to measure its sensitivity; the most helpful groups are kept",
         "   float one by one until the target holds, and groups are given back to int8 where the",
-        "   target still holds, first whole groups, then half groups. int16 activations are never",
+        "   target still holds, first whole groups, then half groups. The other way round is tried",
+        "   too (from float, make the groups least damaging when int8 alone int8 one by one while the",
+        "   target holds), and the recipe running more multiply-accumulates in int8 is kept.",
+        "   int16 activations are never",
         "   used (LiteRT runs them on slow reference kernels). Ops kept float get their weights back",
         "   as float16 behind DEQUANTIZE, exactly as MediaPipe shipped them (lossless: the values came",
         "   from float16), so the float part computes what the original file computes.",
