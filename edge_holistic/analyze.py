@@ -17,17 +17,26 @@ EXIT_SOME_FAILED = 1
 EXIT_USAGE = 2
 
 
-def threads_arg(value: str):
-    """argparse type: a positive int or 'auto'."""
-    if str(value) == "auto":
-        return "auto"
-    try:
-        n = int(value)
-    except ValueError:
-        n = 0
-    if n < 1:
-        raise argparse.ArgumentTypeError(f"must be a positive integer or 'auto', got {value!r}")
-    return n
+def int_arg(minimum: int, also: str = ""):
+    """An argparse type: an integer >= ``minimum`` (or the word ``also``, e.g. 'auto')."""
+    what = "a positive integer" if minimum == 1 else f"an integer >= {minimum}"
+    what += f" or {also!r}" if also else ""
+
+    def parse(value: str):
+        if also and str(value) == also:
+            return also
+        try:
+            n = int(value)
+        except ValueError:
+            n = minimum - 1
+        if n < minimum:
+            raise argparse.ArgumentTypeError(f"must be {what}, got {value!r}")
+        return n
+
+    return parse
+
+
+threads_arg = int_arg(1, also="auto")
 
 
 def add_pipeline_arguments(p: argparse.ArgumentParser, default_precision: str = "float") -> None:

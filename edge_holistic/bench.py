@@ -20,7 +20,7 @@ import sys
 import time
 from typing import Dict, List, Optional, Sequence
 
-from .analyze import add_pipeline_arguments, threads_arg
+from .analyze import add_pipeline_arguments, int_arg, threads_arg
 
 EXIT_OK = 0
 EXIT_ERROR = 1
@@ -38,9 +38,9 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--source", required=True, metavar="VIDEO|IMAGE_DIR",
                    help="video file, or a folder of images (taken in name order as consecutive frames)")
     add_pipeline_arguments(p)
-    p.add_argument("--frames", type=_positive_int, default=None, metavar="N",
+    p.add_argument("--frames", type=int_arg(1), default=None, metavar="N",
                    help="use at most the first N frames (default: all)")
-    p.add_argument("--warmup", type=_non_negative_int, default=5, metavar="N",
+    p.add_argument("--warmup", type=int_arg(0), default=5, metavar="N",
                    help="untimed frames first (interpreter start-up, first detection); the timed pass "
                         "then restarts the stream at frame 0 (default: 5)")
     p.add_argument("--threads-sweep", type=_thread_list, default=None, metavar="1,2,4",
@@ -54,26 +54,6 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
                         "hands concurrent within the frame, the daemon's path); sequential = no threads at all")
     p.add_argument("--json", action="store_true",
                    help="print one JSON line per run instead of the table")
-
-
-def _positive_int(value: str) -> int:
-    try:
-        n = int(value)
-    except ValueError:
-        n = 0
-    if n < 1:
-        raise argparse.ArgumentTypeError(f"must be a positive integer, got {value!r}")
-    return n
-
-
-def _non_negative_int(value: str) -> int:
-    try:
-        n = int(value)
-    except ValueError:
-        n = -1
-    if n < 0:
-        raise argparse.ArgumentTypeError(f"must be a non-negative integer, got {value!r}")
-    return n
 
 
 def _thread_list(value: str) -> List[int]:

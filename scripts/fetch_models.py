@@ -34,14 +34,6 @@ HEAVY_URL = "https://storage.googleapis.com/mediapipe-assets/pose_landmark_heavy
 HEAVY_NAME = "pose_landmark_heavy.tflite"
 
 
-def sha256(path: Path) -> str:
-    h = hashlib.sha256()
-    with open(path, "rb") as f:
-        for chunk in iter(lambda: f.read(1 << 20), b""):
-            h.update(chunk)
-    return h.hexdigest()
-
-
 def load_manifest() -> dict:
     return yaml.safe_load(MANIFEST.read_text())
 
@@ -105,7 +97,9 @@ def register_heavy(args: argparse.Namespace) -> int:
         dest.unlink()
         print(f"error: {args.file or HEAVY_URL} is not a pose landmark model (input {m.input_shape})", file=sys.stderr)
         return 2
-    digest = sha256(dest)
+    from edge_holistic.runtime.registry import sha256_file
+
+    digest = sha256_file(dest)
     text = MANIFEST.read_text()
     doc = yaml.safe_load(text)
     doc["models"] = [e for e in doc["models"] if e.get("name") != "pose_landmark_heavy@float16"]
