@@ -34,7 +34,8 @@ Stages (``all`` runs them in order; each caches its output under ``--work``):
     4) prune: return groups, then half groups, to int8 where the target still holds;
     5) the other way round: from float, make the least damaging groups (each measured int8
        alone) int8 one by one while the target holds; keep the recipe with more int8 MACs.
-    Targets: landmark models mean error <= 1.0% of the crop size; detectors keep the same
+    Targets: landmark models mean error <= 1.0% of the crop size, and the presence decision
+    flips (where the float flag is outside 0.4-0.6) on at most 1% of inputs; detectors keep the same
     detections (score >= 0.5 + weighted NMS; a detection may flip only where the other model
     scores it >= 0.4, i.e. a borderline score nudged across the threshold) with keypoints
     within 1.0% of the input size.
@@ -85,6 +86,12 @@ DEFAULT_WORK = Path("/work/venvs/calib")
 SHARED = REPO.parent / "shared" / "testdata"
 TARGET_PCT = 1.0  # mean landmark error, % of crop size (issue 5)
 DETECTOR_MARGIN = 0.1  # a detection this close to the score threshold may flip
+FLAG_MARGIN = 0.1  # likewise a landmark model's presence flag
+MAX_FLIP_RATE = 0.01  # target: presence decisions flip (float flag outside 0.4-0.6) on <= 1% of inputs
+# The search itself allows none: a recipe picked because it just passes on a finite held-out
+# sample passes by less on new data (measured: 1% on the search sample became 2% on tests/data,
+# 0.5% became 1%).
+SEARCH_FLIP_RATE = 0.0
 N_GROUPS = 16
 MAX_CALIB = 480
 MAX_HELDOUT = 240
@@ -800,13 +807,21 @@ class Evaluator:
         detail["samples"] = int(idx.size)
         detail["heldout_inputs"] = len(outs)
         detail["presence_agreement"] = float((presence == self.present).mean())
-        if self.flag_idx is not None:
+        hard_flips = 0
+        if self.flag_idx is not None and self.job.flag != "none":
             fa = np.array([float(o[self.flag_idx].reshape(-1)[0]) for o in self.ref])
             fb = np.array([float(o[self.flag_idx].reshape(-1)[0]) for o in outs])
             if self.job.flag == "logit":
                 fa, fb = _sigmoid(fa), _sigmoid(fb)
             detail["flag_abs_diff_mean"] = float(np.abs(fa - fb).mean())
-        return Score(worst, worst <= TARGET_PCT, float(main.mean()), float(np.percentile(main, 95)), detail)
+            # a flip of the presence decision where float was not borderline (outside 0.4-0.6)
+            # drops (or invents) a person/hand/face: the pipeline's output changes, not a landmark
+            hard_flips = int((((fa >= 0.5 + FLAG_MARGIN) & (fb <= 0.5)) | ((fa <= 0.5 - FLAG_MARGIN) & (fb > 0.5))).sum())
+            detail["presence_hard_flips"] = hard_flips
+        allowed = SEARCH_FLIP_RATE * len(outs)
+        objective = worst + 10.0 * hard_flips / len(outs)
+        ok = worst <= TARGET_PCT and hard_flips <= allowed
+        return Score(objective, ok, float(main.mean()), float(np.percentile(main, 95)), detail)
 
     def _score_detector(self, outs: List[List[np.ndarray]]) -> Score:
         stats = [self._compare_detections(a, self._detect(o)) for a, o in zip(self.ref_det, outs)]
@@ -1319,6 +1334,37 @@ def stage_report(jobs: Sequence[ModelJob], models_dir: Path, work: Path, docs: P
         write_docs(docs / "int8.md", rows, pipeline_ms)
 
 
+def known_limits(rows: List[Tuple[ModelJob, dict]]) -> List[str]:
+    """What the numbers above do not promise, derived from the same results."""
+    out = ["## Known limits", ""]
+    small = [(j.name, r["calibration"]["samples"]) for j, r in rows if r["calibration"]["samples"] < 200]
+    for name, n in small:
+        out.append(f"- {name} was calibrated on only {n} inputs: the pipeline runs it only where the face "
+                   "detector finds a face, and faces in the street video are mostly too small; the held-out "
+                   "error above is measured on other faces (the committed clip and stills).")
+    flags = [(j.name, r["score"]["detail"]["presence_agreement"]) for j, r in rows
+             if "presence_agreement" in r["score"]["detail"] and r["score"]["detail"]["presence_agreement"] < 1.0]
+    if flags:
+        worst = min(flags, key=lambda t: t[1])
+        out.append(f"- The presence decision (flag > 0.5) differs from float on up to "
+                   f"{(1 - worst[1]) * 100:.1f}% of held-out crops ({worst[0]}), borderline flags included; "
+                   "the search allows no flip where the float flag was outside 0.4-0.6 on its held-out sample. "
+                   "In tracking mode a wrongly dropped pose costs one detector run on the next frame.")
+    low = [(j.name, r["int8_mac_fraction"]) for j, r in rows if r["int8_mac_fraction"] < 0.5]
+    for name, frac in low:
+        out.append(f"- {name}: only {frac * 100:.0f}% of its multiply-accumulates run in int8; the rest had to "
+                   "stay float to meet the target.")
+    out += [
+        "- Mean errors are held to <= 1.0% of the crop; single crops can be off by more (p95 and max "
+        "above), mostly crops where the person is partly outside or heavily occluded.",
+        "- The search is greedy over contiguous groups of ~1/16 of the ops (then half groups); a finer",
+        "  or joint search may run more of each model in int8 at the same error.",
+        "- Speed was measured on x86_64 only; no ARM board was available.",
+        "",
+    ]
+    return out
+
+
 def write_docs(path: Path, rows: List[Tuple[ModelJob, dict]], pipeline_ms: Dict[str, Dict[str, float]]) -> None:
     import platform
 
@@ -1354,7 +1400,10 @@ def write_docs(path: Path, rows: List[Tuple[ModelJob, dict]], pipeline_ms: Dict[
         "   as float16 behind DEQUANTIZE, exactly as MediaPipe shipped them (lossless: the values came",
         "   from float16), so the float part computes what the original file computes.",
         "4. **Targets.** Landmark models: mean landmark distance to the float model's <= 1.0% of the",
-        "   crop size (pose: the heatmap-refined x/y the pipeline publishes, and the raw regression).",
+        "   crop size (pose: the heatmap-refined x/y the pipeline publishes, and the raw regression),",
+        "   and the presence decision (flag > 0.5) flips on at most 1% of crops where the float flag is",
+        "   not borderline (outside 0.4-0.6) - a flip there drops or invents a person or hand. The search",
+        "   allows none on its held-out sample, so the recipe keeps a margin on new data.",
         "   Detectors: the same detections (score >= 0.5, weighted NMS; a detection may flip only where",
         "   the other model scores it >= 0.4: a borderline score nudged across the threshold) with",
         "   keypoints within 1.0% of the input size.",
@@ -1421,11 +1470,14 @@ def write_docs(path: Path, rows: List[Tuple[ModelJob, dict]], pipeline_ms: Dict[
             lines.append(f"- landmark error over {d['samples']} inputs where float reports presence: " + "; ".join(parts))
             if "presence_agreement" in d:
                 lines.append(f"- presence decision agrees on {d['presence_agreement'] * 100:.1f}% of held-out inputs"
-                             + (f"; |flag diff| mean {d['flag_abs_diff_mean']:.4f}" if "flag_abs_diff_mean" in d else ""))
+                             + (f"; |flag diff| mean {d['flag_abs_diff_mean']:.4f}" if "flag_abs_diff_mean" in d else "")
+                             + (f"; flips with float flag outside 0.4-0.6: {d['presence_hard_flips']}"
+                                if "presence_hard_flips" in d else ""))
         if not sc["ok"]:
             lines.append(f"- **target missed** by {sc['mean'] - TARGET_PCT:+.3f} percentage points"
                          if job.kind != "detector" else "- **target missed** (see detections above)")
         lines.append("")
+    lines += known_limits(rows)
     lines += [
         "## Reproduce",
         "",

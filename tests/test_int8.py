@@ -139,7 +139,14 @@ def _run(model, x: np.ndarray) -> List[np.ndarray]:
     return [np.array(model.interpreter.get_tensor(d["index"])) for d in model.outputs]
 
 
-@pytest.mark.parametrize("stem", sorted(LANDMARK_MODELS))
+# Known miss (docs/int8.md): pose_landmark_full_nomask@int8 drops the person on one clip frame
+# as it leaves the view (float flag 0.93, int8 0.50) - 1 of 97 crops, over the 1% budget.
+KNOWN_MISSES = {"pose_landmark_full_nomask"}
+
+
+@pytest.mark.parametrize("stem", [pytest.param(s, marks=pytest.mark.xfail(
+    strict=True, reason="presence flips on 1 of 97 test crops; see docs/int8.md")) if s in KNOWN_MISSES else s
+    for s in sorted(LANDMARK_MODELS)])
 def test_int8_landmarks_within_one_percent_of_crop(stem, captured, registry):
     points, per_point, flag = LANDMARK_MODELS[stem]
     inputs = captured.get(stem) or captured.get(SAME_INPUTS.get(stem, ""), [])
@@ -150,17 +157,22 @@ def test_int8_landmarks_within_one_percent_of_crop(stem, captured, registry):
     sizes = [int(np.prod(s)) for s in fm.output_shapes]
     lm_i = next(i for i, n in enumerate(sizes) if n > 1 and n % per_point == 0)
     flag_i = next((i for i, n in enumerate(sizes) if n == 1), None)
-    dists = []
+    dists, flips = [], 0
     for x in inputs:
         fo, qo = _run(fm, x), _run(qm, x)
         if flag != "none":
-            v = float(fo[flag_i].reshape(-1)[0])
-            if (1 / (1 + np.exp(-v)) if flag == "logit" else v) <= 0.5:
+            fv, qv = float(fo[flag_i].reshape(-1)[0]), float(qo[flag_i].reshape(-1)[0])
+            if flag == "logit":
+                fv, qv = 1 / (1 + np.exp(-fv)), 1 / (1 + np.exp(-qv))
+            # presence decision flipped where float was not borderline: a person/hand lost or invented
+            flips += int((fv >= 0.6 and qv <= 0.5) or (fv <= 0.4 and qv > 0.5))
+            if fv <= 0.5:
                 continue  # float sees no face/hand/person here: its landmarks mean nothing
         a = fo[lm_i].reshape(-1, per_point)[:points, :2]
         b = qo[lm_i].reshape(-1, per_point)[:points, :2]
         dists.append(np.linalg.norm(a - b, axis=1) / size * 100.0)
     assert len(dists) >= 3, f"{stem}: float reports presence on only {len(dists)} of {len(inputs)} inputs"
+    assert flips <= 0.01 * len(inputs), f"{stem}: presence decision flipped on {flips} of {len(inputs)} crops"
     d = np.concatenate(dists)
     assert d.mean() <= TARGET_PCT, (
         f"{stem}: int8 landmarks {d.mean():.3f}% of the crop from float on average "
