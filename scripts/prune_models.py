@@ -35,6 +35,8 @@ from typing import Dict, List, Optional, Sequence, Set, Tuple
 import numpy as np
 import yaml
 
+from _tflite_edit import compact_model  # scripts/ is on sys.path when run as a script
+
 REPO = Path(__file__).resolve().parents[1]
 MODELS = REPO / "models"
 IMAGES = REPO / "tests" / "data" / "images"
@@ -80,7 +82,7 @@ def prune_outputs(content: bytes, drop_shape: Tuple[int, ...] = MASK_SHAPE) -> T
     before = len(sg.operators)
     sg.operators = [op for i, op in enumerate(sg.operators) if i in needed_ops]
     sg.outputs = kept_outputs
-    _drop_unreferenced(model, schema)
+    compact_model(model)
     # A signature (if any) must not name the dropped output.
     for sig in model.signatureDefs or []:
         names = {sg.tensors[t].name for t in sg.outputs}
@@ -88,38 +90,6 @@ def prune_outputs(content: bytes, drop_shape: Tuple[int, ...] = MASK_SHAPE) -> T
     out = bytes(fbu.convert_object_to_bytearray(model))
     return out, {"ops_before": before, "ops_after": len(sg.operators),
                  "dropped_output": str(drop_shape)}
-
-
-def _drop_unreferenced(model, schema) -> None:
-    """Renumber tensors to those still used by an op or graph edge; drop orphaned buffers."""
-    sg = model.subgraphs[0]
-    used = set(sg.inputs) | set(sg.outputs)
-    for op in sg.operators:
-        used.update(t for t in op.inputs if t >= 0)
-        used.update(t for t in op.outputs if t >= 0)
-        used.update(t for t in (op.intermediates or []) if t >= 0)
-    order = sorted(used)
-    remap = {old: new for new, old in enumerate(order)}
-    sg.tensors = [sg.tensors[i] for i in order]
-    sg.inputs = [remap[t] for t in sg.inputs]
-    sg.outputs = [remap[t] for t in sg.outputs]
-    for op in sg.operators:
-        op.inputs = [remap[t] if t >= 0 else t for t in op.inputs]
-        op.outputs = [remap[t] if t >= 0 else t for t in op.outputs]
-        if op.intermediates:
-            op.intermediates = [remap[t] if t >= 0 else t for t in op.intermediates]
-    for sig in model.signatureDefs or []:
-        for tm in list(sig.inputs or []) + list(sig.outputs or []):
-            if tm.tensorIndex in remap:
-                tm.tensorIndex = remap[tm.tensorIndex]
-    # Buffer 0 is the schema's mandatory empty sentinel; keep it in place.
-    keep = sorted({0} | {t.buffer for t in sg.tensors} | {m.buffer for m in (model.metadata or [])})
-    bremap = {old: new for new, old in enumerate(keep)}
-    model.buffers = [model.buffers[i] for i in keep]
-    for t in sg.tensors:
-        t.buffer = bremap[t.buffer]
-    for m in model.metadata or []:
-        m.buffer = bremap[m.buffer]
 
 
 # --------------------------------------------------------------------------------------

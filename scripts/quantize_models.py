@@ -76,6 +76,8 @@ from typing import Callable, Dict, Iterable, Iterator, List, Optional, Sequence,
 
 import numpy as np
 
+from _tflite_edit import compact_model  # scripts/ is on sys.path when run as a script
+
 REPO = Path(__file__).resolve().parents[1]
 os.environ.setdefault("TQDM_DISABLE", "1")  # the quantizer's progress bars drown the search log
 warnings.filterwarnings("ignore", message=".*experimental_preserve_all_tensors.*")
@@ -306,35 +308,15 @@ def _fuse_relus(model) -> set:
 
 
 def _drop_unused(model) -> None:
-    """Remove tensors no op or graph edge uses, then buffers no tensor/metadata uses."""
+    """Remove tensors and buffers nothing uses; give buffer 0 back its empty sentinel role."""
     schema = _schema()
-    sg = model.subgraphs[0]
-    used = set(sg.inputs) | set(sg.outputs)
-    for op in sg.operators:
-        used.update(t for t in op.inputs if t >= 0)
-        used.update(t for t in op.outputs if t >= 0)
-        used.update(t for t in (op.intermediates or []) if t >= 0)
-    order = sorted(used)
-    remap = {old: new for new, old in enumerate(order)}
-    sg.tensors = [sg.tensors[i] for i in order]
-    sg.inputs = [remap[t] for t in sg.inputs]
-    sg.outputs = [remap[t] for t in sg.outputs]
-    for op in sg.operators:
-        op.inputs = [remap[t] if t >= 0 else t for t in op.inputs]
-        op.outputs = [remap[t] if t >= 0 else t for t in op.outputs]
-        if op.intermediates:
-            op.intermediates = [remap[t] if t >= 0 else t for t in op.intermediates]
-    keep = {0} | {t.buffer for t in sg.tensors} | {m.buffer for m in (model.metadata or [])}
-    border = sorted(keep)
-    bremap = {old: new for new, old in enumerate(border)}
-    model.buffers = [model.buffers[i] for i in border]
+    compact_model(model)
     if model.buffers[0].data is not None and len(model.buffers[0].data):
         model.buffers.insert(0, schema.BufferT())
-        bremap = {k: v + 1 for k, v in bremap.items()}
-    for t in sg.tensors:
-        t.buffer = bremap[t.buffer]
-    for m in model.metadata or []:
-        m.buffer = bremap[m.buffer]
+        for t in model.subgraphs[0].tensors:
+            t.buffer += 1
+        for m in model.metadata or []:
+            m.buffer += 1
 
 
 def interpreter(content: bytes, threads: int = 2):
