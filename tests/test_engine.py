@@ -240,3 +240,23 @@ def test_live_model_switch_keeps_tracking_and_names_the_models(make_pipeline, cl
     assert_same(expected, sink.results)  # same models named, same numbers
     assert any(r.face is not None for r in sink.results[20:])
     assert live.tracking.pose.detector_runs == video.tracking.pose.detector_runs
+
+
+def test_live_callback_errors_do_not_stop_the_stream_and_close_delivers_everything(make_pipeline, clip_frames):
+    seen = []
+
+    def callback(result, meta):
+        seen.append(meta)
+        if meta == 2:
+            raise RuntimeError("a subscriber bug")
+        if meta == 3:
+            live.flush()  # waiting for itself: refused, not a deadlock
+
+    live = make_pipeline(running_mode="live", task="pose", pose_model="lite", result_callback=callback)
+    for i, f in enumerate(clip_frames[:8]):
+        live.submit(f, i / 30.0, meta=i, block=True)
+    live.close()  # delivers every accepted frame before stopping
+    assert seen == list(range(8))
+    assert live.counters.completed == 8 and live.counters.failed == 0
+    with pytest.raises(RuntimeError, match="closed"):
+        live.submit(clip_frames[8], 1.0)

@@ -497,6 +497,7 @@ class Engine:
 
     def flush(self, timeout: Optional[float] = None) -> bool:
         """Live mode: wait until every accepted frame's result was delivered. False on timeout."""
+        self._not_on_engine_thread("flush")
         deadline = None if timeout is None else time.monotonic() + timeout
         with self._cond:
             while self._waiting is not None or self._active:
@@ -511,6 +512,10 @@ class Engine:
         """Frames accepted and not yet delivered (live: computing plus waiting)."""
         with self._cond:
             return self._active + (self._waiting is not None)
+
+    def _not_on_engine_thread(self, call: str) -> None:
+        if threading.current_thread() in self._threads:
+            raise RuntimeError(f"{call}() from the result callback would wait for itself")
 
     def _start_threads(self) -> None:
         if not self._threads:
@@ -671,6 +676,7 @@ class Engine:
         """Deliver every accepted frame, stop the threads, release the pool if it is ours."""
         if self._closed:
             return
+        self._not_on_engine_thread("close")
         with self._cond:
             self._stopping = True
             self._cond.notify_all()
