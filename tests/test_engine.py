@@ -289,3 +289,31 @@ def test_live_failed_frame_reaches_the_error_callback_in_frame_order(make_pipeli
     assert events == [("result", 0), ("result", 1), ("result", 2), ("error", 3, "injected interpreter failure"),
                       ("result", 4), ("result", 5)]
     assert live.counters.as_dict() == {"submitted": 6, "completed": 5, "dropped": 0, "failed": 1}
+
+
+def test_engines_in_different_namespaces_share_a_pool_safely(registry, clip_frames):
+    """Two engines at once on one pool: each runs its own interpreters (an interpreter must
+    never run on two threads at once), and each gets exactly the single-engine result."""
+    from edge_holistic.runtime.pool import ModelPool
+
+    frames = clip_frames[:12]
+    pool = ModelPool(registry)
+    alone = Engine(EngineOptions(pose_model="lite", threads=1), pool=pool)
+    expected = [alone.detect_for_video(f, i / 30.0) for i, f in enumerate(frames)]
+    alone.close()
+    out = {}
+
+    def work(ns):
+        with Engine(EngineOptions(pose_model="lite", threads=1), pool=pool, namespace=ns) as e:
+            out[ns] = [e.detect_for_video(f, i / 30.0) for i, f in enumerate(frames)]
+
+    threads = [threading.Thread(target=work, args=(ns,)) for ns in ("web", "shadow")]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    for ns in ("web", "shadow"):
+        assert_same(expected, out[ns])
+    slots = {key[4] for key, _name, _used in pool.loaded()}
+    assert {"main", "web/main", "shadow/main"} <= slots
+    assert not any(used for _key, _name, used in pool.loaded())  # all three closed: nothing retained
