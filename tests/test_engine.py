@@ -317,3 +317,44 @@ def test_engines_in_different_namespaces_share_a_pool_safely(registry, clip_fram
     slots = {key[4] for key, _name, _used in pool.loaded()}
     assert {"main", "web/main", "shadow/main"} <= slots
     assert not any(used for _key, _name, used in pool.loaded())  # all three closed: nothing retained
+
+
+def test_live_switches_from_another_thread_while_frames_flow(make_pipeline, clip_frames):
+    """Changes arrive at any moment from a control thread (MQTT, web) while the camera keeps
+    submitting: nothing raises, order and accounting hold, and every result names the
+    models of one coherent configuration."""
+    sink = Collector()
+    live = make_pipeline(own_pool=True, running_mode="live", task="holistic", hand_model="full", threads=1,
+                         result_callback=sink)
+    changes = [{"hand_model": "lite"}, {"task": "pose"}, {"pose_model": "lite", "task": "holistic"},
+               {"hand_model": "full", "pose_model": "full"}]
+    stop = threading.Event()
+    applied = []
+
+    def control():
+        i = 0
+        while not stop.is_set():
+            applied.append(live.update(**changes[i % len(changes)]))
+            i += 1
+            time.sleep(0.05)
+
+    t = threading.Thread(target=control)
+    t.start()
+    try:
+        for i, f in enumerate(clip_frames[:40]):
+            live.submit(f, i / 30.0, meta=i, block=i % 2 == 0)
+    finally:
+        stop.set()
+        t.join()
+    assert live.flush(timeout=300)
+    c = live.counters
+    assert c.completed + c.dropped == c.submitted == 40 and c.failed == 0
+    assert sink.metas == sorted(sink.metas) and len(set(sink.metas)) == len(sink.metas)
+    assert len(applied) >= 2
+    for r, meta in zip(sink.results, sink.metas):
+        m = r.models
+        holistic = "face" in m
+        assert set(m) == ({"pose_detector", "pose", "face_detector", "face", "hand_recrop", "hand"} if holistic
+                          else {"pose_detector", "pose"}), (meta, m)
+        if not holistic:
+            assert r.face is None and r.left_hand is None and r.right_hand is None, meta
