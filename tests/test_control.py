@@ -371,3 +371,32 @@ def test_shedding_ends_after_a_reload(setup):
     control.post_shed(v.level, v.reason)
     control.apply_pending()
     assert not control.shed["active"] and control.parts.engine.effective_options.pose_model == "heavy"
+
+
+# -- the same rules in the config file -------------------------------------------------------------
+@pytest.mark.parametrize("key, section, value", [("pipeline.max_fps", "pipeline", {"max_fps": 0.01}),
+                                                  ("health.shed_max_fps", "health", {"shed_max_fps": 0.02})])
+def test_config_refuses_a_max_fps_that_starves_the_watchdog(key, section, value):
+    doc = {"source": {"type": "v4l2"}, section: value}
+    with pytest.raises(ConfigError) as exc:
+        load_config(text=yaml.safe_dump(doc), models=False)
+    assert any(i.path == key and "unhealthy_after" in i.message for i in exc.value.issues), exc.value
+
+
+def test_config_reports_an_unsearchable_directory_instead_of_a_traceback(monkeypatch, tmp_path):
+    """Path.is_file() raises PermissionError under e.g. ProtectHome=; root cannot provoke it for real."""
+    import pathlib
+
+    real = pathlib.Path.is_file
+
+    def is_file(self):
+        if str(self).startswith("/home/"):
+            raise PermissionError(13, "Permission denied", str(self))
+        return real(self)
+
+    monkeypatch.setattr(pathlib.Path, "is_file", is_file)
+    doc = {"source": {"type": "file", "path": "/home/pi/clip.mp4"}}
+    with pytest.raises(ConfigError) as exc:
+        load_config(text=yaml.safe_dump(doc), models=False)
+    assert [i.path for i in exc.value.issues] == ["source.path"]
+    assert "cannot access /home/pi/clip.mp4: Permission denied" in str(exc.value)
