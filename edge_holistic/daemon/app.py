@@ -103,7 +103,8 @@ class RealBuilder(Builder):
         values = {name: getattr(cfg.pipeline, name) for name in ENGINE_SETTINGS}
         values.update(wanted or {})
         return Engine(EngineOptions(running_mode=RunningMode.LIVE, result_callback=self.d.publisher.on_result,
-                                    **values), registry=self.d.registry, pool=self.d.pool)
+                                    error_callback=self.d.publisher.on_error, **values),
+                      registry=self.d.registry, pool=self.d.pool)
 
     def make_grabber(self, cfg):
         from ..camera import FrameGrabber, make_source

@@ -239,7 +239,7 @@ def stats_document(metrics: Metrics, control, memory, cpu_percent: float, watchd
         "fps": rates["fps"],
         "frames": {**g, "submitted": own["submitted"], "processed_total": own["processed"],
                    "with_person": own["with_person"],
-                   "process_errors": own["process_errors"] + eng.get("failed", 0),
+                   "process_errors": own["process_errors"],  # the engine's failures arrive on error_callback
                    "publish_errors": own["publish_errors"], "tap_errors": own["tap_errors"],
                    "paused_skipped": own["paused_skipped"], "engine_dropped": eng.get("dropped", 0),
                    "publish_backlog": publish_backlog},
