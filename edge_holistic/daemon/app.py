@@ -272,7 +272,15 @@ class Daemon:
                          status_line(self.metrics, self.control, self.health_thread.last), st["fps"]["dropped"],
                          st["stalls"], st["cpu_percent"], st["rss_mb"])
 
+    def request_stop(self, signum: int = signal.SIGTERM) -> None:
+        """What SIGTERM does; for an embedding caller (tests) that runs the daemon in a thread."""
+        self.stop_signal = signum
+
     def _install_signals(self) -> None:
+        if threading.current_thread() is not threading.main_thread():
+            log.debug("not the main thread: no signal handlers (stop with request_stop())")
+            return
+
         def on_stop(signum, frame):
             self.stop_signal = signum
 
