@@ -324,7 +324,7 @@ class Daemon:
         grabber.start()
         self.metrics.progress()
         self.supervisor.watch("publisher", lambda: self.publisher.thread)
-        self.supervisor.watch("capture", lambda: self.control.parts.grabber.thread)
+        self.supervisor.watch("capture", lambda: _running_thread(self.control.parts.grabber))
         for name in ("mqtt-network", "mqtt-sender"):
             self.supervisor.watch(name, lambda n=name: _session_thread(self.control.parts.session, n))
         self.health_thread.start()
@@ -357,6 +357,13 @@ class Daemon:
             except Exception as e:  # noqa: BLE001
                 log.error("stopping %s: %s", step, e)
         log.info("stopped (exit code %d)", self.exit_code)
+
+
+def _running_thread(grabber) -> Optional[threading.Thread]:
+    """The capture thread while it is meant to run (it ends by itself when a finite source ends)."""
+    if grabber is None or grabber.state in ("ended", "stopped") or grabber.ended.is_set():
+        return None
+    return grabber.thread
 
 
 def _session_thread(session, name: str) -> Optional[threading.Thread]:
