@@ -20,6 +20,7 @@ import threading
 import time
 from typing import Any, Dict, Optional
 
+from ..health.system import CpuMeter
 from .control import Builder, Control, Parts
 from .loop import FrameLoop, Publisher
 from .metrics import Metrics, engine_counts, stats_document, status_document, status_line
@@ -129,12 +130,13 @@ class Daemon:
     """Wiring: owns nothing but references to the rooms, and the start/stop order."""
 
     def __init__(self, cfg, args: argparse.Namespace, overrides: Dict[str, Any]) -> None:
-        from ..health import CpuMeter, MemoryGuard, Notifier, watchdog_interval
+        from ..health import MemoryGuard, Notifier, watchdog_interval
         from ..health.watchdog import HealthThread, ThreadSupervisor
 
         self.args = args
         self.notifier = Notifier()
         self.cpu = CpuMeter()
+        self._cpu: Dict[str, Any] = {}  # CPU meters of other stats readers (the web page)
         self.metrics = Metrics()
         self.exit_code = EXIT_OK
         self.stop_signal = 0  # set by the SIGTERM/SIGINT handler (plain attribute: no locks in handlers)
@@ -174,9 +176,11 @@ class Daemon:
     def status(self) -> Dict[str, Any]:
         return status_document(self.metrics, self.control, self.health_thread.state, self.health(), self.stopping)
 
-    def stats(self) -> Dict[str, Any]:
-        return stats_document(self.metrics, self.control, self.health_thread.memory, self.cpu.percent(),
-                              self.health_thread.state, self.health(), self.publisher.backlog)
+    def stats(self, reader: str = "mqtt") -> Dict[str, Any]:
+        """The ``stats`` document; rates (fps, CPU) are per ``reader`` since its previous call."""
+        cpu = self._cpu.setdefault(reader, CpuMeter()) if reader != "mqtt" else self.cpu
+        return stats_document(self.metrics, self.control, self.health_thread.memory, cpu.percent(),
+                              self.health_thread.state, self.health(), self.publisher.backlog, reader)
 
     def installed_variants(self) -> Dict[str, list]:
         from ..pipeline.settings import PRECISIONS, TASKS
