@@ -273,11 +273,7 @@ class Daemon:
             "stalls": g.get("stalls", 0),
             "reopens": g.get("reopens", 0),
             "source_state": self.grabber.state if self.grabber is not None else None,
-            "mqtt": None if m is None else {
-                "connected": self.session.connected, "reconnects": m.reconnects, "disconnects": m.disconnects,
-                "offline_dropped": m.offline_dropped, "queue_dropped": m.queue_dropped,
-                "queue_len": self.session.queue_len, "rate_skipped": m.rate_skipped, "commands": m.commands,
-                "commands_dropped": self.commands_dropped},
+            "mqtt": None if m is None else {**self.session.stats_dict(), "commands_dropped": self.commands_dropped},
             "paused": self.paused,
             "shed_load": self.shed.get("active", False),
             "watchdog": self.watchdog_state,
