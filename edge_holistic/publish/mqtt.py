@@ -290,7 +290,7 @@ class MqttSession(Sink):
     def _store_full(self) -> bool:
         """Our QoS>=1 messages still in paho's store reach queue_size (called under _lock)."""
         if len(self._inflight) >= self._queue_size:
-            self._inflight = [i for i in self._inflight if not i.is_published()]
+            self._inflight = [i for i in self._inflight if not self._finished(i)]
         return len(self._inflight) >= self._queue_size
 
     def _send_control(self, what: str) -> bool:
@@ -347,13 +347,18 @@ class MqttSession(Sink):
         time.sleep(0.1)
         return False
 
+    def _finished(self, info) -> bool:
+        """paho is done with this message: written (QoS 0), acknowledged (QoS>=1), or failed."""
+        if info.rc not in (self._mqtt.MQTT_ERR_SUCCESS, self._mqtt.MQTT_ERR_AGAIN):
+            return True  # is_published() would raise; paho marks lost QoS 0 packets this way
+        return info.is_published()
+
     def _reap_unsent(self) -> None:
         """Forget QoS 0 messages paho has written (or lost with the link); under _q0_lock."""
-        lost = self._mqtt.MQTT_ERR_CONN_LOST
-        while self._unsent and self._unsent[0][0].is_published():
+        while self._unsent and self._finished(self._unsent[0][0]):
             info, size = self._unsent.popleft()
             self._unsent_bytes -= size
-            if info.rc == lost:
+            if info.rc != self._mqtt.MQTT_ERR_SUCCESS:
                 self.counters.link_lost += 1
 
     def send(self, topic: str, payload: bytes, qos: int = 0, retain: bool = False) -> bool:
