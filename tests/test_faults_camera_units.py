@@ -59,7 +59,7 @@ def test_join_timeout_still_closes_the_source():
     g.stop(timeout=0.2)
     assert src.closes == 1, "a grabber whose join timed out left the device open"
     release.set()
-    g._thread.join(2)
+    g.thread.join(2)
     assert src.closes == 1  # not closed twice when the read finally returns
 
 
