@@ -156,6 +156,7 @@ class Daemon:
             lambda: self.control.parts.cfg.health.memory_check_interval, self.control.post_shed,
             self._memory_hard, lambda: status_line(self.metrics, self.control, self.health_thread.last),
             self.metrics.thread_died)
+        self.health_thread.on_change = self._mark_status
         self._status_due = False
         self._next_stats = 0.0
 
