@@ -124,8 +124,13 @@ class MqttSession(Sink):
                             "(mqtt.tls.enabled is false); anyone on the path can read them",
                             m.username, m.host, m.port)
         if m.tls.enabled:
-            self.client.tls_set(ca_certs=m.tls.ca_certs or None, certfile=m.tls.certfile or None,
-                                keyfile=m.tls.keyfile or None, cert_reqs=ssl.CERT_REQUIRED)
+            try:
+                self.client.tls_set(ca_certs=m.tls.ca_certs or None, certfile=m.tls.certfile or None,
+                                    keyfile=m.tls.keyfile or None, cert_reqs=ssl.CERT_REQUIRED)
+            except (ssl.SSLError, OSError, ValueError) as e:  # unreadable or malformed PEM: name the keys
+                files = ", ".join(f"mqtt.tls.{k}={getattr(m.tls, k)}" for k in ("ca_certs", "certfile", "keyfile")
+                                  if getattr(m.tls, k))
+                raise ValueError(f"mqtt.tls: cannot load {files or 'the system trust store'}: {e}") from e
             self.client.tls_insecure_set(m.tls.insecure)
         self.client.will_set(self.topics["available"], "offline", qos=1, retain=True)
         self.client.reconnect_delay_set(min_delay=m.reconnect_min_delay,  # type: ignore[arg-type]
