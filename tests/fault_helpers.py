@@ -170,3 +170,42 @@ def json_or_none(data: bytes):
         return json.loads(data)
     except ValueError:
         return None
+
+
+# -- the CI soak, started in the background at collection so it overlaps the other tests ----
+SOAK_ARGS = ["--minutes", "2", "--restart-every", "40", "--warmup", "30", "--sample", "2"]
+_soak = {}
+
+
+def start_background_soak(workdir) -> None:
+    import subprocess
+    import sys
+    from pathlib import Path
+
+    if _soak:
+        return
+    repo = Path(__file__).resolve().parents[1]
+    workdir = Path(workdir)
+    workdir.mkdir(parents=True, exist_ok=True)
+    out = open(workdir / "soak.out", "wb")
+    env = {k: v for k, v in os.environ.items() if k not in ("NOTIFY_SOCKET", "WATCHDOG_USEC")}
+    proc = subprocess.Popen([sys.executable, str(repo / "scripts" / "soak.py"), *SOAK_ARGS,
+                             "--workdir", str(workdir / "run"), "--json", str(workdir / "soak.json")],
+                            cwd=repo, env=env, stdout=out, stderr=subprocess.STDOUT)
+    _soak.update(proc=proc, dir=workdir, out=out, started=time.monotonic())
+
+
+def background_soak():
+    return _soak or None
+
+
+def stop_background_soak() -> None:
+    proc = _soak.get("proc")
+    if proc is not None and proc.poll() is None:
+        proc.terminate()
+        try:
+            proc.wait(30)
+        except Exception:  # noqa: BLE001
+            proc.kill()
+    if _soak.get("out"):
+        _soak["out"].close()
