@@ -302,6 +302,8 @@ def main(argv=None) -> int:
     args = ap.parse_args(argv)
     if args.warmup is None:
         args.warmup = min(300.0, args.minutes * 60.0 * 0.2)
+    # SIGTERM (e.g. the test runner giving up) must still stop the daemon and the broker we started.
+    signal.signal(signal.SIGTERM, lambda signum, frame: sys.exit(143))
     report = run(args)
     for k, v in report.items():
         print(f"{k:>24}: {v}")
