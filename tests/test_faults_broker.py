@@ -15,6 +15,7 @@ from mqtt_fixtures import Broker, DaemonProcess, Subscriber, daemon_config, wait
 
 PREFIX = "edge_holistic"
 RESTARTS = 10
+QUEUE = 3  # qos 1 queue_size: small, so the half-open spells fill paho's store
 SLOW_RATE = 100_000  # bytes/s daemon -> broker while throttled
 RSS_BOUND_MB = 40.0  # stated bound: RSS growth while throttled (unsent QoS 0 is capped at max_unsent_kb)
 
@@ -38,7 +39,7 @@ def test_broker_killed_and_restarted_ten_times_qos0_and_qos1(tmp_path):
     sub = Subscriber(broker.port, f"{PREFIX}/#")
     try:
         for dev, qos in devs.items():
-            cfg = daemon_config(tmp_path, broker.port, dev, mqtt={"qos": qos, "queue_size": 20})
+            cfg = daemon_config(tmp_path, broker.port, dev, mqtt={"qos": qos, "queue_size": QUEUE})
             daemons[dev] = DaemonProcess(cfg)
         for dev, d in daemons.items():
             assert sub.wait_for("landmarks", lambda m, dev=dev: f"/{dev}/" in m.topic, timeout=60), d.log()
@@ -47,8 +48,8 @@ def test_broker_killed_and_restarted_ten_times_qos0_and_qos1(tmp_path):
             how = "SIGKILL" if i % 2 == 0 else "SIGTERM"
             if i % 3 == 2:  # half-open first: the broker stops reading, QoS 1 messages pile up unacked
                 broker.proc.send_signal(signal.SIGSTOP)
-                time.sleep(3.0)
-                how = "SIGSTOP 3 s, then SIGKILL"
+                time.sleep(4.0)
+                how = "SIGSTOP 4 s, then SIGKILL"
                 broker.proc.kill()
                 broker.proc.wait(5)
                 broker.proc = None
@@ -74,9 +75,11 @@ def test_broker_killed_and_restarted_ten_times_qos0_and_qos1(tmp_path):
             assert got is not None, [m.text for m in sub.of("stats", t_end)][-2:]
             m = got.json()["mqtt"]
             assert m["reconnects"] >= RESTARTS and m["connected"], m
-            assert m["queue_len"] <= 20, m
+            assert m["queue_len"] <= QUEUE, m
             if qos == 0:
                 assert m["offline_dropped"] + m["link_lost"] > 0, m  # frames while down: dropped and counted
+            else:  # the half-open spells filled paho's store and the queue: oldest dropped and counted
+                assert m["queue_dropped"] > 0, m
             print(f"\n{dev} (qos {qos}): {m}")
         print(f"\nseconds from broker start to fresh online+status+landmarks: {timings}")
     finally:
@@ -124,17 +127,20 @@ def test_slow_link_bounded_memory_drops_counted_full_rate_after(tmp_path):
         m = st["mqtt"]
         assert m["unsent_limit_bytes"] == 64 * 1024
         assert peak - base <= RSS_BOUND_MB, (base, peak)
-        # Full rate again: what arrives matches what is processed.
+        # Full rate again: every frame processed in a window after the lift arrives (no seq gaps).
         time.sleep(3.0)
         w0 = time.monotonic()
         time.sleep(5.0)
-        got = len(sub.of("landmarks", w0)) / (time.monotonic() - w0)
+        seqs = sorted({m.json()["frame"]["seq"] for m in sub.of("landmarks", w0)})
+        span = seqs[-1] - seqs[0] + 1
+        delivered = len(seqs) / span
+        assert delivered >= 0.95, (len(seqs), span)
+        got = len(seqs) / (time.monotonic() - w0)
         fps = latest_stats(sub)["fps"]["processed"]
-        assert got >= 0.8 * fps, (got, fps)
         print(f"\nslow link: offered {offered / 1e3:.0f} kB/s, throttled to {rate / 1e3:.0f} kB/s for {seconds:.0f} s; "
               f"rss {base:.1f} -> peak {peak:.1f} MB (+{peak - base:.1f}); backpressure_dropped "
               f"{m['backpressure_dropped']} (before {st0['mqtt']['backpressure_dropped']}), link_lost {m['link_lost']}; "
-              f"after: {got:.1f} msg/s received vs {fps:.1f} fps processed")
+              f"after: {delivered:.0%} of frames delivered, {got:.1f} msg/s received vs {fps:.1f} fps processed")
     finally:
         sub.close()
         d.close()

@@ -19,7 +19,10 @@ PREFIX = "edge_holistic"
 
 
 def odd_folder(folder):
-    """One good photo plus grayscale, odd-sized, tiny, zero-size, corrupt and 16-bit files."""
+    """One good photo plus grayscale, odd-sized, tiny, zero-size, corrupt and 16-bit files.
+
+    Played lossless (``realtime: false``): every frame reaches the engine, none is skipped.
+    """
     folder.mkdir()
     src = sorted((DATA / "images").glob("*.jpg"))[0]
     shutil.copy(src, folder / "a_good.jpg")
@@ -39,7 +42,7 @@ def _run_folder_case(tmp_path, broker, results):
     folder = tmp_path / "imgs"
     odd_folder(folder)
     notify = NotifyListener(str(tmp_path / "notify.sock"))
-    cfg = daemon_config(tmp_path, broker.port, dev, source={"type": "images", "path": str(folder), "fps": 10},
+    cfg = daemon_config(tmp_path, broker.port, dev, source={"type": "images", "path": str(folder), "realtime": False},
                         health={"stall_timeout": 1, "unhealthy_after": 3, "stats_interval": 1})
     sub = Subscriber(broker.port, f"{PREFIX}/{dev}/#")
     d = DaemonProcess(cfg, env={"NOTIFY_SOCKET": notify.path, "WATCHDOG_USEC": "1000000"})
