@@ -39,7 +39,7 @@ def int_arg(minimum: int, also: str = ""):
 threads_arg = int_arg(1, also="auto")
 
 
-def add_pipeline_arguments(p: argparse.ArgumentParser, default_precision: str = "float") -> None:
+def add_pipeline_arguments(p: argparse.ArgumentParser, default_precision: str = "auto") -> None:
     """Model-selection flags shared by analyze and bench."""
     p.add_argument("--task", choices=("pose", "holistic"), default="pose", help="what to compute (default: pose)")
     p.add_argument("--pose-model", default="full", metavar="lite|full|heavy", help="pose landmark model (default: full)")
