@@ -55,3 +55,81 @@ def test_check_config_refuses_open_bind_with_reason(tmp_path):
                        capture_output=True, text=True, timeout=60, cwd=REPO)
     assert r.returncode == 2
     assert f"{cfg}:3: http.host:" in r.stderr and "token_file" in r.stderr and "allow_anonymous" in r.stderr
+
+
+# -- upload checks (edge_holistic.web.images) ------------------------------------------------
+import struct  # noqa: E402
+import zlib  # noqa: E402
+
+import cv2  # noqa: E402
+import numpy as np  # noqa: E402
+
+from edge_holistic.web.auth import authorized, bearer, read_token, TokenError, token_matches  # noqa: E402
+from edge_holistic.web.images import ImageRejected, decode, probe  # noqa: E402
+
+PHOTO = REPO / "tests" / "data" / "images" / "COCO_val2014_000000000241.jpg"
+
+
+def png_claiming(width: int, height: int) -> bytes:
+    """A ~200-byte PNG whose header claims width x height (a decompression bomb's shape)."""
+    def chunk(kind: bytes, data: bytes) -> bytes:
+        return struct.pack(">I", len(data)) + kind + data + struct.pack(">I", zlib.crc32(kind + data) & 0xFFFFFFFF)
+
+    return (b"\x89PNG\r\n\x1a\n" + chunk(b"IHDR", struct.pack(">IIBBBBB", width, height, 8, 2, 0, 0, 0))
+            + chunk(b"IDAT", zlib.compress(b"\0" * 100000, 9)) + chunk(b"IEND", b""))
+
+
+@pytest.mark.parametrize("ext", [".jpg", ".png", ".webp", ".bmp"])
+def test_probe_reads_dimensions_of_every_accepted_format(ext):
+    img = cv2.imread(str(PHOTO))
+    data = cv2.imencode(ext, img)[1].tobytes()
+    info = probe(data)
+    assert (info.width, info.height) == (img.shape[1], img.shape[0])
+    out, _ = decode(data, 1920)
+    assert out.shape == img.shape
+
+
+def test_bomb_refused_from_its_header_without_decoding():
+    data = png_claiming(50000, 50000)
+    assert len(data) < 1000
+    with pytest.raises(ImageRejected) as e:
+        decode(data, 1920)
+    assert e.value.status == 413 and "50000x50000" in str(e.value)
+
+
+@pytest.mark.parametrize("data,status,words", [
+    (b"", 400, "empty"),
+    (b"hello, not an image", 415, "JPEG, PNG"),
+    (PHOTO.read_bytes()[:5000], 422, "truncated"),
+    (png_claiming(1, 1), 422, "too small"),
+    (b"\x89PNG\r\n\x1a\n\0\0", 422, "PNG"),
+])
+def test_bad_uploads_get_a_status_and_a_reason(data, status, words):
+    with pytest.raises(ImageRejected) as e:
+        decode(data, 1920)
+    assert e.value.status == status and words in str(e.value)
+
+
+def test_large_jpeg_is_scaled_down_to_max_side():
+    img = cv2.resize(cv2.imread(str(PHOTO)), (4000, 3000))
+    out, info = decode(cv2.imencode(".jpg", img)[1].tobytes(), 1920)
+    assert (info.width, info.height) == (4000, 3000) and out.shape == (1440, 1920, 3)
+
+
+def test_token_rules(tmp_path):
+    assert read_token("") is None
+    f = tmp_path / "token"
+    f.write_text("short\n")
+    with pytest.raises(TokenError, match="at least 8"):
+        read_token(str(f))
+    f.write_text("correct-horse-battery\nignored second line\n")
+    token = read_token(str(f))
+    assert token == "correct-horse-battery"
+    assert bearer("Bearer abc") == "abc" and bearer("Basic abc") is None and bearer(None) is None
+    assert token_matches(token, token) and not token_matches(token, token[:-1]) and not token_matches(token, None)
+    assert authorized(None, "/api/cmd", None, None)
+    assert authorized(token, "/healthz", None, None) and authorized(token, "/metrics", None, None)
+    assert not authorized(token, "/api/cmd", None, None)
+    assert not authorized(token, "/", "Bearer wrong-token", None)
+    assert authorized(token, "/api/cmd", f"Bearer {token}", None)
+    assert authorized(token, "/stream.mjpg", None, token)
