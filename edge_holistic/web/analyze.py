@@ -3,9 +3,9 @@
 Why a separate engine per model set: the live stream's engine tracks a person
 from frame to frame; an uploaded photo must be seen with fresh detection and no
 smoothing, and must not reset or slow that tracking. Engines are built on first
-use with models from the shared registry and pool, kept while used, and closed
-after ``IDLE_RELEASE_S`` without a request (their interpreters then leave the
-pool's in-use set and are released by its idle sweep).
+use with models from the shared registry (see ``make_image_engine`` for why not
+the live engine's pool), kept while used, and closed after ``IDLE_RELEASE_S``
+without a request, which frees their interpreters.
 
 One request at a time per model set (an engine is not re-entrant), and at most
 ``MAX_PARALLEL`` sets computing at once (the Pi has 4 cores and the live
@@ -66,32 +66,24 @@ def validate_params(params: Dict[str, str], installed: Dict[str, Any], defaults:
     return (values["task"], values["pose_model"], values["hand_model"], values["precision"]), draw
 
 
-def make_image_engine(model_set: ModelSet, registry: Any, pool: Any) -> Any:
-    """An image-mode engine for one model set (static: detection on every image, no smoothing)."""
+def make_image_engine(model_set: ModelSet, registry: Any, pool: Any = None) -> Any:
+    """An image-mode engine for one model set (static: detection on every image, no smoothing).
+
+    Why not the daemon's pool: an Engine names its pool slots by thread role only
+    ("main", "face", "left", "right"), so a second engine with the same models and
+    thread count would be handed the live engine's very interpreters and invoke them
+    from another thread at the same time; and ``ModelPool.retain`` keeps one in-use set
+    for the whole pool. So the analyze engine loads from the shared registry (files
+    verified once) into its own pool, and ``close()`` frees it when the set goes idle.
+    ``pool`` is accepted for when the pool gains per-engine slots.
+    """
+    from ..pipeline.engine import Engine, EngineOptions, RunningMode
+
     task, pose_model, hand_model, precision = model_set
-    try:
-        from ..pipeline.engine import Engine, EngineOptions, RunningMode
-    except ImportError:  # before the Engine API: the static Pipeline with a private pool
-        from ..pipeline import Pipeline, PipelineOptions
-
-        pipe = Pipeline(PipelineOptions(task=task, pose_model=pose_model, hand_model=hand_model,
-                                        precision=precision, threads=1, static_image_mode=True, smooth=False,
-                                        parallel=False), registry=registry)
-        return _PipelineAdapter(pipe)
     return Engine(EngineOptions(running_mode=RunningMode.IMAGE, task=task, pose_model=pose_model,
-                                hand_model=hand_model, precision=precision, threads=1, smooth=False),
-                  registry=registry, pool=pool)
-
-
-class _PipelineAdapter:
-    def __init__(self, pipe: Any) -> None:
-        self.pipe = pipe
-
-    def detect(self, rgb: Any) -> Any:
-        return self.pipe.process(rgb)
-
-    def close(self) -> None:
-        self.pipe.close()
+                                hand_model=hand_model, precision=precision, threads=1, smooth=False,
+                                schedule="sequential"),
+                  registry=registry)
 
 
 @dataclass
