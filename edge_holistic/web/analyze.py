@@ -130,28 +130,30 @@ class Analyzer:
                 raise
         finally:
             self.waiting -= 1
-        started = time.monotonic()
-
-        def work() -> Any:
-            if slot.engine is None:
-                slot.engine = make_image_engine(model_set, self.registry, self.pool)
-                log.info("analyze: loaded model set %s", "/".join(model_set))
-            return slot.engine.detect(rgb)
-
-        def done(_fut: Any) -> None:
-            # The slot stays taken until the worker really finishes, even when the
-            # client was already told it took too long.
+        def release(_fut: Any = None) -> None:
             slot.last_used = time.monotonic()
             self._parallel.release()
             slot.lock.release()
 
-        fut = loop.run_in_executor(self.executor, work)
-        fut.add_done_callback(done)  # asyncio future: called on this loop
+        # Loading a model set happens once and is bounded by the files' size: not timed.
+        # The detection is: after timeout_s the client gets 503; the slot stays taken until
+        # the worker really finishes (a thread cannot be interrupted).
+        try:
+            if slot.engine is None:
+                slot.engine = await asyncio.shield(loop.run_in_executor(
+                    self.executor, make_image_engine, model_set, self.registry, self.pool))
+                log.info("analyze: loaded model set %s", "/".join(model_set))
+            started = time.monotonic()
+            fut = loop.run_in_executor(self.executor, slot.engine.detect, rgb)
+        except BaseException:
+            release()
+            raise
+        fut.add_done_callback(release)  # an asyncio future: called on this loop
         try:
             result = await asyncio.wait_for(asyncio.shield(fut), self.timeout_s)
         except asyncio.TimeoutError:
-            raise Busy(f"processing took longer than {self.timeout_s:g} s (after {time.monotonic() - started:.1f} s "
-                       "the result was abandoned)", self._retry_after()) from None
+            raise Busy(f"processing took longer than {self.timeout_s:g} s (http.timeout_s); result abandoned "
+                       f"after {time.monotonic() - started:.1f} s", self._retry_after()) from None
         self.seq += 1
         return result
 
