@@ -50,20 +50,40 @@ class SourceConfig:
     realtime: bool = opt(True, "file/images: pace frames at their fps; false = as fast as processed, no drops")
 
 
+def setting(name: str) -> Any:
+    """A config field defined by the pipeline settings table (default, help, range, choices).
+
+    Why: the config section, MQTT ``cmd`` validation and the engine used to keep their own
+    copies of these rules and drifted (issue 9, item 4). Model names keep no fixed choice
+    list here: the installed manifest decides (``check_models``), and its error lists what
+    is installed.
+    """
+    from ..pipeline.settings import SETTINGS
+
+    s = SETTINGS[name]
+    rules: dict = {}
+    if s.kind == "choice":
+        rules = {"as_str": True} if s.installed else {"choices": s.choices}
+    elif s.kind in ("int", "float"):
+        rules = {"min": s.minimum, "max": s.maximum}
+        if s.also == "auto":
+            rules["auto"] = True
+    return opt(s.daemon_default, s.help, **rules)
+
+
 @dataclass
 class PipelineConfig:
-    """Which models run and how."""
+    """Which models run and how (every key is a row of ``pipeline/settings.py``)."""
 
-    task: str = opt("pose", "pose | holistic", choices=("pose", "holistic"))
-    pose_model: str = opt("full", "pose landmark model: lite | full | heavy (if installed)", as_str=True)
-    hand_model: str = opt("full", "hand landmark model (holistic): lite | full", as_str=True)
-    precision: str = opt("auto", "float | int8 | auto (int8 on ARM, float on x86)",
-                         choices=("float", "float16", "int8", "auto"))
-    threads: Union[int, str] = opt("auto", "interpreter threads, or auto", auto=True, min=1, max=16)
-    max_fps: float = opt(15.0, "cap on processed frames per second; 0 = no cap", min=0, max=240)
-    min_detection_confidence: float = opt(0.5, "person detector score threshold", min=0, max=1)
-    min_tracking_confidence: float = opt(0.5, "landmark presence below this re-runs detection", min=0, max=1)
-    smooth: bool = opt(True, "temporal landmark smoothing (MediaPipe's one-euro filter)")
+    task: str = setting("task")
+    pose_model: str = setting("pose_model")
+    hand_model: str = setting("hand_model")
+    precision: str = setting("precision")
+    threads: Union[int, str] = setting("threads")
+    max_fps: float = setting("max_fps")
+    min_detection_confidence: float = setting("min_detection_confidence")
+    min_tracking_confidence: float = setting("min_tracking_confidence")
+    smooth: bool = setting("smooth")
 
 
 @dataclass

@@ -20,9 +20,9 @@ import threading
 import time
 from typing import Any, Dict, Optional
 
-from .control import Builder, Control, Parts, check_max_fps
+from .control import Builder, Control, Parts
 from .loop import FrameLoop, Publisher
-from .metrics import Metrics, stats_document, status_document, status_line
+from .metrics import Metrics, engine_counts, stats_document, status_document, status_line
 
 EXIT_OK = 0
 EXIT_CONFIG = 2
@@ -102,10 +102,14 @@ class RealBuilder(Builder):
         return load_config(path, overrides=overrides)
 
     def make_engine(self, cfg, wanted=None):
-        from ._interim_engine import InterimEngine, options_from
+        """A live-mode engine: submit returns at once, results in frame order on the publisher."""
+        from ..pipeline import Engine, EngineOptions, RunningMode
+        from ..pipeline.settings import ENGINE_SETTINGS
 
-        return InterimEngine(options_from(cfg, wanted), self.d.publisher.on_result,
-                             registry=self.d.registry, pool=self.d.pool)
+        values = {name: getattr(cfg.pipeline, name) for name in ENGINE_SETTINGS}
+        values.update(wanted or {})
+        return Engine(EngineOptions(running_mode=RunningMode.LIVE, result_callback=self.d.publisher.on_result,
+                                    **values), registry=self.d.registry, pool=self.d.pool)
 
     def make_grabber(self, cfg):
         from ..camera import FrameGrabber, make_source
@@ -164,6 +168,7 @@ class Daemon:
             self.metrics.thread_died)
         self._status_due = False
         self._next_stats = 0.0
+        self._engine_done = 0
         self.web = None
 
     # -- the documents (DaemonView reads these) -------------------------------------------
@@ -204,7 +209,14 @@ class Daemon:
         now = time.monotonic()
         parts = self.control.parts
         g = parts.grabber
-        dead, critical = self.supervisor.check()
+        dead, critical = () if self.stopping else self.supervisor.check()
+        # A frame the engine failed on is progress too: the process is not wedged, and a
+        # source sending only bad frames must not become a restart loop (counted instead).
+        counts = engine_counts(parts.engine) if parts.engine is not None else {}
+        done = counts.get("completed", 0) + counts.get("failed", 0)
+        if done != self._engine_done:
+            self._engine_done = done
+            self.metrics.progress()
         h = parts.cfg.health
         return Readings(
             unhealthy_after=h.unhealthy_after, stall_timeout=h.stall_timeout, paused=self.control.paused,
@@ -286,7 +298,6 @@ class Daemon:
         cfg = self.control.parts.cfg
         self.notifier.status("loading models")
         try:
-            check_max_fps(cfg.pipeline.max_fps, cfg.health.unhealthy_after, "pipeline.max_fps")
             self.registry = Registry()
             self.pool = ModelPool(self.registry)
             engine = self.builder.make_engine(cfg)
