@@ -133,3 +133,73 @@ def test_token_rules(tmp_path):
     assert not authorized(token, "/", "Bearer wrong-token", None)
     assert authorized(token, "/api/cmd", f"Bearer {token}", None)
     assert authorized(token, "/stream.mjpg", None, token)
+
+
+# -- analyze scheduling (edge_holistic.web.analyze) with a stand-in engine -------------------------
+import asyncio  # noqa: E402
+import threading  # noqa: E402
+from concurrent.futures import ThreadPoolExecutor  # noqa: E402
+
+from edge_holistic.web import analyze as analyze_mod  # noqa: E402
+
+
+class _SlowEngine:
+    """Holds the model set until released: lets the test decide when a detection ends."""
+
+    def __init__(self, gate: threading.Event) -> None:
+        self.gate = gate
+        self.closed = False
+
+    def detect(self, rgb):
+        self.gate.wait(10)
+        return "result"
+
+    def close(self):
+        self.closed = True
+
+
+def test_one_request_per_model_set_and_503_when_it_cannot_start(monkeypatch):
+    gate = threading.Event()
+    engines = []
+
+    def fake_engine(model_set, registry, pool=None):
+        engines.append(_SlowEngine(gate))
+        return engines[-1]
+
+    monkeypatch.setattr(analyze_mod, "make_image_engine", fake_engine)
+    executor = ThreadPoolExecutor(2)
+
+    async def scenario():
+        a = analyze_mod.Analyzer(None, None, executor, timeout_s=0.3)
+        key = ("pose", "full", "full", "float")
+        first = asyncio.ensure_future(a.run(key, None))
+        await asyncio.sleep(0.05)
+        with pytest.raises(analyze_mod.Busy) as busy:  # same set, still taken after timeout_s
+            await a.run(key, None)
+        assert busy.value.retry_after >= 1
+        with pytest.raises(analyze_mod.Busy, match="processing took longer"):  # the held one: abandoned
+            await first
+        gate.set()
+        await asyncio.sleep(0.05)  # the worker finishes; only then is the set free again
+        assert await a.run(key, None) == "result"  # the engine was kept
+        assert len(engines) == 1
+        a.release_idle(max_idle_s=0)
+        assert engines[0].closed and a.loaded() == []
+
+    try:
+        asyncio.run(scenario())
+    finally:
+        gate.set()
+        executor.shutdown()
+
+
+def test_analyze_parameters_are_registry_names_only():
+    installed = {"task": ["pose", "holistic"], "pose_model": ["full", "lite"], "hand_model": ["full", "lite"],
+                 "precision": ["float", "int8", "auto"]}
+    defaults = {"task": "pose", "pose_model": "full", "hand_model": "full", "precision": "auto"}
+    key, draw = analyze_mod.validate_params({"pose_model": "lite", "draw": "1"}, installed, defaults)
+    assert key == ("pose", "lite", "full", "auto") and draw == "image"
+    for params, word in (({"pose_model": "heavy"}, "pose_model"), ({"pose_model": "/etc/passwd"}, "pose_model"),
+                         ({"task": "segmentation"}, "task"), ({"draw": "maybe"}, "draw"), ({"model": "x"}, "model")):
+        with pytest.raises(analyze_mod.BadParameter, match=word):
+            analyze_mod.validate_params(params, installed, defaults)

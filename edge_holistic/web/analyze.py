@@ -22,7 +22,7 @@ from typing import Any, Dict, Optional, Tuple
 
 log = logging.getLogger(__name__)
 
-IDLE_RELEASE_S = 60.0
+IDLE_RELEASE_S = 30.0  # a holistic set holds ~100 MB (measured, scripts/measure_web.py): let it go soon
 MAX_PARALLEL = 1
 MAX_WAITING = 8
 DRAW_VALUES = {"0": "json", "false": "json", "": "json", "1": "image", "true": "image", "embed": "embed"}
