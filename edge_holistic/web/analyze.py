@@ -163,6 +163,7 @@ class Analyzer:
     def release_idle(self, max_idle_s: float = IDLE_RELEASE_S) -> None:
         """Close engines not used for ``max_idle_s`` (called periodically on the server loop)."""
         now = time.monotonic()
+        released = False
         for key, slot in list(self._slots.items()):
             if slot.engine is not None and not slot.lock.locked() and now - slot.last_used > max_idle_s:
                 engine, slot.engine = slot.engine, None
@@ -172,6 +173,16 @@ class Analyzer:
                 except Exception as e:  # noqa: BLE001
                     log.warning("analyze: closing model set %s: %s", "/".join(key), e)
                 log.info("analyze: released idle model set %s", "/".join(key))
+                released = True
+        if released:
+            # Without a trim glibc keeps the freed weights' pages: a holistic set measured
+            # 170 MB loaded -> 132 MB closed -> 68 MB after the trim (in a bare process).
+            import gc
+
+            from ..runtime.interpreter import trim_heap
+
+            gc.collect()
+            trim_heap()
 
     def loaded(self) -> list:
         return ["/".join(k) for k, s in self._slots.items() if s.engine is not None]
