@@ -132,8 +132,9 @@ class HealthConfig:
 
     stall_timeout: float = opt(10.0, "no frame for this long -> reopen the source (with backoff)",
                                gt=0, max=3600)
-    unhealthy_after: float = opt(60.0, "no frame processed (or one inference running) this long -> "
-                                 "stop systemd watchdog pings so systemd restarts us", gt=0, max=86400)
+    unhealthy_after: float = opt(60.0, "frames arrive but none processed (or the frame loop stuck) this long -> "
+                                 "stop systemd watchdog pings so systemd restarts us; a source that is down "
+                                 "is reported, not restarted for", gt=0, max=86400)
     stats_interval: float = opt(15.0, "seconds between 'stats' messages", min=1, max=86400)
     memory_check_interval: float = opt(5.0, "seconds between RSS checks", min=0.5, max=3600)
     memory_soft_mb: float = opt(0.0, "RSS above this -> shed load (lower fps, lite models); "

@@ -20,6 +20,7 @@ import threading
 import time
 from typing import Any, Dict, Optional
 
+from ..health.system import CpuMeter
 from .control import Builder, Control, Parts
 from .loop import FrameLoop, Publisher
 from .metrics import Metrics, engine_counts, stats_document, status_document, status_line
@@ -109,7 +110,8 @@ class RealBuilder(Builder):
         values = {name: getattr(cfg.pipeline, name) for name in ENGINE_SETTINGS}
         values.update(wanted or {})
         return Engine(EngineOptions(running_mode=RunningMode.LIVE, result_callback=self.d.publisher.on_result,
-                                    **values), registry=self.d.registry, pool=self.d.pool)
+                                    error_callback=self.d.publisher.on_error, **values),
+                      registry=self.d.registry, pool=self.d.pool)
 
     def make_grabber(self, cfg):
         from ..camera import FrameGrabber, make_source
@@ -134,12 +136,13 @@ class Daemon:
     """Wiring: owns nothing but references to the rooms, and the start/stop order."""
 
     def __init__(self, cfg, args: argparse.Namespace, overrides: Dict[str, Any]) -> None:
-        from ..health import CpuMeter, MemoryGuard, Notifier, watchdog_interval
+        from ..health import MemoryGuard, Notifier, watchdog_interval
         from ..health.watchdog import HealthThread, ThreadSupervisor
 
         self.args = args
         self.notifier = Notifier()
         self.cpu = CpuMeter()
+        self._cpu: Dict[str, Any] = {}  # CPU meters of other stats readers (the web page)
         self.metrics = Metrics()
         self.exit_code = EXIT_OK
         self.stop_signal = 0  # set by the SIGTERM/SIGINT handler (plain attribute: no locks in handlers)
@@ -180,9 +183,11 @@ class Daemon:
     def status(self) -> Dict[str, Any]:
         return status_document(self.metrics, self.control, self.health_thread.state, self.health(), self.stopping)
 
-    def stats(self) -> Dict[str, Any]:
-        return stats_document(self.metrics, self.control, self.health_thread.memory, self.cpu.percent(),
-                              self.health_thread.state, self.health(), self.publisher.backlog)
+    def stats(self, reader: str = "mqtt") -> Dict[str, Any]:
+        """The ``stats`` document; rates (fps, CPU) are per ``reader`` since its previous call."""
+        cpu = self._cpu.setdefault(reader, CpuMeter()) if reader != "mqtt" else self.cpu
+        return stats_document(self.metrics, self.control, self.health_thread.memory, cpu.percent(),
+                              self.health_thread.state, self.health(), self.publisher.backlog, reader)
 
     def installed_variants(self) -> Dict[str, list]:
         from ..pipeline.settings import PRECISIONS, TASKS
@@ -278,7 +283,15 @@ class Daemon:
                          status_line(self.metrics, self.control, self.health_thread.last), st["fps"]["dropped"],
                          st["stalls"], st["cpu_percent"], st["rss_mb"])
 
+    def request_stop(self, signum: int = signal.SIGTERM) -> None:
+        """What SIGTERM does; for an embedding caller (tests) that runs the daemon in a thread."""
+        self.stop_signal = signum
+
     def _install_signals(self) -> None:
+        if threading.current_thread() is not threading.main_thread():
+            log.debug("not the main thread: no signal handlers (stop with request_stop())")
+            return
+
         def on_stop(signum, frame):
             self.stop_signal = signum
 
@@ -322,7 +335,7 @@ class Daemon:
         grabber.start()
         self.metrics.progress()
         self.supervisor.watch("publisher", lambda: self.publisher.thread)
-        self.supervisor.watch("capture", lambda: self.control.parts.grabber.thread)
+        self.supervisor.watch("capture", lambda: _running_thread(self.control.parts.grabber))
         for name in ("mqtt-network", "mqtt-sender"):
             self.supervisor.watch(name, lambda n=name: _session_thread(self.control.parts.session, n))
         self.health_thread.start()
@@ -375,6 +388,13 @@ def start_web_page(view, cfg):
     except (WebStartError, TokenError) as e:
         log.error("web page not started: %s", e)
         return None
+
+
+def _running_thread(grabber) -> Optional[threading.Thread]:
+    """The capture thread while it is meant to run (it ends by itself when a finite source ends)."""
+    if grabber is None or grabber.state in ("ended", "stopped") or grabber.ended.is_set():
+        return None
+    return grabber.thread
 
 
 def _session_thread(session, name: str) -> Optional[threading.Thread]:

@@ -262,7 +262,11 @@ class Control:
         return result
 
     def _set(self, settings: Dict[str, Any]) -> Dict[str, Any]:
-        """All or nothing: validate every key first, then apply."""
+        """All or nothing: validate every key first (the settings table, then the installed
+        models through the engine), then apply."""
+        from ..pipeline.settings import validate_all
+
+        settings = validate_all(settings)  # ValueError naming the key, e.g. "unknown task 'x'; valid: ..."
         new_max = None
         if "max_fps" in settings:
             new_max = check_max_fps(settings.pop("max_fps"), self.parts.cfg.health.unhealthy_after)
