@@ -193,12 +193,18 @@ class _Trackers:
 class Engine:
     """detect -> landmarks -> ROI tracking -> smoothing, for one stream, in one running mode.
 
-    Interpreters come from ``pool`` (shared with other engines; each engine uses its own
-    slots per thread role). ``update()`` validates and loads now and applies between frames.
+    Interpreters come from ``pool``, keyed by model, threads and *slot*: the thread role that
+    runs them (pose thread, face, left, right worker), inside ``namespace``. An interpreter
+    must never run on two threads at once, so engines that may run at the same time on one
+    pool (the daemon's live engine and a web upload, a shadow engine) need different
+    namespaces; engines used one after the other (a reload building its replacement, tests)
+    may share the default one and its loaded interpreters.
+    ``update()`` validates and loads now and applies between frames.
     """
 
     def __init__(self, options: EngineOptions = EngineOptions(), registry: Optional[Registry] = None,
-                 pool: Optional[ModelPool] = None) -> None:
+                 pool: Optional[ModelPool] = None, namespace: str = "") -> None:
+        self.namespace = str(namespace)
         self.registry = registry or (pool.registry if pool is not None else Registry())
         self._own_pool = pool is None
         self.pool = pool or ModelPool(self.registry)
@@ -313,20 +319,21 @@ class Engine:
         """
         p = resolve_precision(o.precision)
         t = int(o.threads)
+        ns = f"{self.namespace}/" if self.namespace else ""
         pose_role = "pose_landmark_only" if ("pose_landmark_only", o.pose_model, p) in self.registry.specs \
             else "pose_landmark"
         keys = {
-            "pose_detector": ("pose_detector", "default", p, t, "main"),
-            "pose": (pose_role, o.pose_model, p, t, "main"),
+            "pose_detector": ("pose_detector", "default", p, t, ns + "main"),
+            "pose": (pose_role, o.pose_model, p, t, ns + "main"),
         }
         if o.task == "holistic":
             keys.update({
-                "face_detector": ("face_detector", "default", p, t, "face"),
-                "face": ("face_landmark", "default", p, t, "face"),
-                "left_recrop": ("hand_recrop", "default", p, t, "left"),
-                "left_hand": ("hand_landmark", o.hand_model, p, t, "left"),
-                "right_recrop": ("hand_recrop", "default", p, t, "right"),
-                "right_hand": ("hand_landmark", o.hand_model, p, t, "right"),
+                "face_detector": ("face_detector", "default", p, t, ns + "face"),
+                "face": ("face_landmark", "default", p, t, ns + "face"),
+                "left_recrop": ("hand_recrop", "default", p, t, ns + "left"),
+                "left_hand": ("hand_landmark", o.hand_model, p, t, ns + "left"),
+                "right_recrop": ("hand_recrop", "default", p, t, ns + "right"),
+                "right_hand": ("hand_landmark", o.hand_model, p, t, ns + "right"),
             })
         return keys
 
@@ -359,7 +366,7 @@ class Engine:
             self._chooser = ScheduleChooser()
         self._t = t
         self._options = o
-        self.pool.retain(id(model) for model in m.values())
+        self.pool.retain((id(model) for model in m.values()), owner=id(self))
 
     def _apply_pending(self) -> bool:
         """Apply a pending update (call only with no frame in flight)."""
@@ -695,6 +702,7 @@ class Engine:
             ex.shutdown(wait=True)
         self._executors = {}
         self._closed = True
+        self.pool.retain((), owner=id(self))  # its interpreters may go idle now
         if self._own_pool:
             self.pool.close()
 
