@@ -169,6 +169,7 @@ class Analyzer:
                     engine.close()
                 except Exception as e:  # noqa: BLE001
                     log.warning("analyze: closing model set %s: %s", "/".join(key), e)
+                del engine  # the trim below frees nothing while this still holds the interpreters
                 log.info("analyze: released idle model set %s", "/".join(key))
                 released = True
         if released:

@@ -247,7 +247,10 @@ async def api_cmd(request: web.Request) -> web.Response:
     result = await asyncio.get_running_loop().run_in_executor(
         ctx.executor, lambda: ctx.view.command(doc, origin="web", timeout=ctx.cfg.timeout_s))
     if not result.get("ok"):
-        return web.json_response(result, status=422 if "timeout" not in str(result.get("error", "")) else 503)
+        error = str(result.get("error", ""))
+        if error.startswith("no result within") or "queue full" in error:  # busy, not wrong
+            return web.json_response(result, status=503, headers={"Retry-After": "1"})
+        return web.json_response(result, status=422)
     return web.json_response(result)
 
 
