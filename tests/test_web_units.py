@@ -4,6 +4,7 @@ The real server, daemon and browser are exercised in test_web.py.
 """
 from __future__ import annotations
 
+import json
 import subprocess
 import sys
 from pathlib import Path
@@ -203,3 +204,63 @@ def test_analyze_parameters_are_registry_names_only():
                          ({"task": "segmentation"}, "task"), ({"draw": "maybe"}, "draw"), ({"model": "x"}, "model")):
         with pytest.raises(analyze_mod.BadParameter, match=word):
             analyze_mod.validate_params(params, installed, defaults)
+
+
+# -- no token on loopback: nothing needs one (real server, stand-in daemon view) -------------------
+class _StubView:
+    registry = None
+    pool = None
+
+    def status(self):
+        return {"state": "running", "models": {}, "task": "pose"}
+
+    def stats(self):
+        return {"frames": {}, "mqtt": None}
+
+    def latest(self):
+        return None
+
+    def health(self):
+        return False, "no frame processed for 61 s"
+
+    def command(self, cmd, origin, timeout=5.0):
+        return {"id": None, "cmd": cmd.get("cmd"), "ok": True, "origin": origin}
+
+    def add_frame_tap(self, fn):
+        return lambda: None
+
+    def installed_variants(self):
+        return {"task": ["pose"], "pose_model": ["full"], "hand_model": ["full"], "precision": ["float"]}
+
+
+def test_without_token_nothing_needs_one_and_healthz_reports_the_reason():
+    import http.client
+    import socket as socket_mod
+
+    from edge_holistic.web import start_web
+
+    with socket_mod.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+    cfg = load_config(text=f"http: {{port: {port}}}", models=False).http
+    server = start_web(_StubView(), cfg, {"task": "pose", "pose_model": "full", "hand_model": "full",
+                                          "precision": "float"})
+    try:
+        def get(path, method="GET", body=None, headers=None):
+            conn = http.client.HTTPConnection("127.0.0.1", port, timeout=10)
+            conn.request(method, path, body=body, headers=headers or {})
+            r = conn.getresponse()
+            out = r.status, r.read()
+            conn.close()
+            return out
+
+        assert get("/")[0] == 200 and get("/analyze")[0] == 200 and get("/api/status")[0] == 200
+        assert get("/api/cmd", "POST", b'{"cmd": "pause"}', {"Content-Type": "application/json"})[0] == 200
+        status, body = get("/healthz")
+        assert status == 503 and json.loads(body)["reason"] == "no frame processed for 61 s"
+        status, body = get("/api/latest")
+        assert status == 404 and "no frame" in json.loads(body)["error"]
+        status, body = get("/nowhere")
+        assert status == 404 and json.loads(body)["status"] == 404
+    finally:
+        server.stop()
