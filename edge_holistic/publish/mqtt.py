@@ -68,6 +68,9 @@ class MqttSession(Sink):
         self._last_landmarks_t = 0.0
         self._retry_delay = m.reconnect_min_delay
         self._next_retry_log = 0.0
+        # Extra parts (Home Assistant discovery...) hook in here instead of editing the session.
+        self._connect_listeners: list = []
+        self._subscriptions: Dict[str, int] = {}
 
         protocol = mqtt.MQTTv5 if m.protocol == "5" else mqtt.MQTTv311
         self.client = mqtt.Client(callback_api_version=mqtt.CallbackAPIVersion.VERSION2,
@@ -118,6 +121,30 @@ class MqttSession(Sink):
         self.client.loop_stop()
         self.state = "stopped"
 
+    # -- hooks for other parts ------------------------------------------------------------
+    def add_connect_listener(self, fn: Callable[[], None]) -> Callable[[], None]:
+        """Call ``fn()`` on paho's thread after every (re)connect, once status/online are out.
+
+        Returns a function that removes it. Keep ``fn`` short; use ``send`` to publish.
+        """
+        self._connect_listeners.append(fn)
+        if self.connected:  # added late: catch up with the connect that already happened
+            fn()
+        return lambda: self._connect_listeners.remove(fn) if fn in self._connect_listeners else None
+
+    def subscribe(self, topic: str, callback: Callable[[str, bytes], None], qos: int = 1) -> None:
+        """Subscribe ``topic`` now and on every reconnect; ``callback(topic, payload)`` on paho's thread."""
+        def on_message(client, userdata, message) -> None:
+            try:
+                callback(message.topic, bytes(message.payload))
+            except Exception as e:  # noqa: BLE001 - nothing a client sends may stop the daemon
+                log.error("MQTT handler for %s failed: %s", message.topic, e)
+
+        self._subscriptions[topic] = qos
+        self.client.message_callback_add(topic, on_message)
+        if self.connected:
+            self.client.subscribe(topic, qos=qos)
+
     # -- paho callbacks (paho's thread: keep short) -------------------------------------
     def _on_connect(self, client, userdata, flags, reason_code, properties) -> None:
         if reason_code.is_failure:
@@ -134,6 +161,13 @@ class MqttSession(Sink):
         client.subscribe(self.topics["cmd"], qos=1)
         self._publish_now(self.topics["status"], self._status_payload(), qos=1, retain=True)
         client.publish(self.topics["available"], "online", qos=1, retain=True)
+        for topic, qos in list(self._subscriptions.items()):
+            client.subscribe(topic, qos=qos)
+        for fn in list(self._connect_listeners):
+            try:
+                fn()
+            except Exception as e:  # noqa: BLE001 - a listener must not break the connect
+                log.error("MQTT on-connect listener %r failed: %s", fn, e)
         log.info("MQTT: connected to %s:%d%s", self.cfg.mqtt.host, self.cfg.mqtt.port,
                  f" (reconnect #{self.counters.reconnects})" if self.counters.reconnects else "")
         with self._lock:
