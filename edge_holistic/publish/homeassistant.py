@@ -282,6 +282,9 @@ class HomeAssistant:
         self.session.subscribe(self.topics["birth"], self._on_birth)
         self._undo.append(self.view.add_frame_tap(self._on_frame))
         self._undo.append(self.session.add_connect_listener(self.announce))
+        add_stop = getattr(self.session, "add_stop_listener", None)
+        if add_stop is not None:  # lives as long as its session (a reload builds a new one)
+            add_stop(self.stop)
         return self
 
     def stop(self) -> None:
@@ -407,6 +410,13 @@ class HomeAssistant:
                     self.snapshots += 1
             except Exception as e:  # noqa: BLE001 - a snapshot must never stop anything
                 log.warning("snapshot failed: %s", e)
+
+
+def attach(cfg: Any, session: Any, view: Any) -> Optional[HomeAssistant]:
+    """Start discovery for ``session`` when ``homeassistant.enabled`` (the daemon's one call)."""
+    if session is None or not cfg.homeassistant.enabled:
+        return None
+    return HomeAssistant(cfg, session, view).start()
 
 
 # -- ``edge-holistic ha-remove`` -----------------------------------------------------------------

@@ -71,6 +71,7 @@ class MqttSession(Sink):
         # Extra parts (Home Assistant discovery...) hook in here instead of editing the session.
         self._connect_listeners: list = []
         self._subscriptions: Dict[str, int] = {}
+        self._stop_listeners: list = []
 
         protocol = mqtt.MQTTv5 if m.protocol == "5" else mqtt.MQTTv311
         self.client = mqtt.Client(callback_api_version=mqtt.CallbackAPIVersion.VERSION2,
@@ -120,6 +121,11 @@ class MqttSession(Sink):
             log.debug("MQTT disconnect: %s", e)
         self.client.loop_stop()
         self.state = "stopped"
+        for fn in list(self._stop_listeners):  # parts living as long as this session end with it
+            try:
+                fn()
+            except Exception as e:  # noqa: BLE001 - best effort at exit
+                log.debug("MQTT stop listener %r failed: %s", fn, e)
 
     # -- hooks for other parts ------------------------------------------------------------
     def add_connect_listener(self, fn: Callable[[], None]) -> Callable[[], None]:
@@ -131,6 +137,10 @@ class MqttSession(Sink):
         if self.connected:  # added late: catch up with the connect that already happened
             fn()
         return lambda: self._connect_listeners.remove(fn) if fn in self._connect_listeners else None
+
+    def add_stop_listener(self, fn: Callable[[], None]) -> None:
+        """Call ``fn()`` once the session has stopped (a reload builds a new session)."""
+        self._stop_listeners.append(fn)
 
     def subscribe(self, topic: str, callback: Callable[[str, bytes], None], qos: int = 1) -> None:
         """Subscribe ``topic`` now and on every reconnect; ``callback(topic, payload)`` on paho's thread."""
