@@ -169,6 +169,7 @@ class Daemon:
         self._stats_prev: Dict[str, Any] = {}
         self.line_fps = 0.0
         self._tty = sys.stderr.isatty()
+        self.taps: list = []  # frame taps (Home Assistant person/snapshot), publisher side
         self.stdout_sink = None
         if getattr(args, "stdout", False):
             from .publish import JsonLinesSink
@@ -187,7 +188,10 @@ class Daemon:
             return None
         from .publish.mqtt import MqttSession
 
+        from .publish.homeassistant import attach
+
         session = MqttSession(self.cfg, self.status, self._enqueue_command)
+        attach(self.cfg, session, _View(self))
         session.start()
         return session
 
@@ -587,6 +591,11 @@ class Daemon:
                     for sink in sinks:
                         sink.publish(msg, payload)
                     timings["publish"] = (time.perf_counter() - t0) * 1e3
+                for tap in list(self.taps):
+                    try:
+                        tap(frame.rgb, result, msg)
+                    except Exception as e:  # noqa: BLE001 - a tap must not stop the loop
+                        log.error("frame tap failed: %s", e)
                 timings["frame_age"] = (time.monotonic() - frame.t_capture) * 1e3
                 self.latency.add(timings)
                 if self.status_dirty and self.session is not None:
@@ -610,6 +619,33 @@ class Daemon:
         if self.pipe is not None:
             self.pipe.close()
         log.info("stopped (exit code %d)", self.exit_code)
+
+
+class _View:
+    """The DaemonView subset Home Assistant uses, until the daemon package's own DaemonView."""
+
+    def __init__(self, daemon: "Daemon") -> None:
+        self._d = daemon
+
+    def status(self) -> Dict[str, Any]:
+        return self._d.status()
+
+    def installed_variants(self) -> Dict[str, list]:
+        reg = self._d.pipe.registry if self._d.pipe is not None else None
+        if reg is None:
+            return {}
+        return {"pose_model": reg.variants("pose_landmark"), "hand_model": reg.variants("hand_landmark"),
+                "precision": sorted({k[2] for k in reg.specs}) + ["auto"], "task": ["pose", "holistic"]}
+
+    def command(self, cmd: Dict[str, Any], origin: str, timeout: float = 5.0) -> Dict[str, Any]:
+        import json
+
+        self._d._enqueue_command(json.dumps(cmd).encode())  # the MQTT cmd path; result on cmd/result
+        return {"id": cmd.get("id"), "cmd": cmd.get("cmd"), "ok": True, "queued": True}
+
+    def add_frame_tap(self, fn):
+        self._d.taps.append(fn)
+        return lambda: self._d.taps.remove(fn) if fn in self._d.taps else None
 
 
 def setup_logging(level: str) -> None:
