@@ -189,7 +189,9 @@ def discovery_configs(cfg: Any, *, version: str, variants: Dict[str, List[str]],
                                       "°C", device_class="temperature"),
         "rss": diagnostic("rss", "Memory (RSS)", "{{ value_json.rss_mb | round(1) }}", "MiB",
                           device_class="data_size"),
-        "dropped_fps": diagnostic("dropped_fps", "Dropped fps", "{{ value_json.fps.dropped }}", "fps",
+        "dropped_fps": diagnostic("dropped_fps", "Dropped fps",  # camera frames never processed, both stages
+                                  "{{ (value_json.fps.dropped + (value_json.fps.engine_dropped | default(0))) "
+                                  "| round(2) }}", "fps",
                                   icon="mdi:speedometer-slow"),
         "pose_model": select("pose_model", "Pose model", _options(variants.get("pose_model"),
                                                                    status.get("pose_model")), "mdi:human"),
