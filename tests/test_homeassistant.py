@@ -137,6 +137,9 @@ def test_device_info_board_and_configuration_url(tmp_path):
     assert ha.configuration_url(with_http, "pi") == "http://192.168.1.7:8080/"
     http.host = "fe80::1"
     assert ha.configuration_url(with_http, "pi") == "http://[fe80::1]:8080/"
+    http.host = "127.0.0.1"  # the default bind: not reachable from Home Assistant's browser
+    assert ha.configuration_url(with_http, "pi") is None
+    http.host = "0.0.0.0"
     http.enabled = False
     assert ha.configuration_url(with_http, "pi") is None
     assert ha.configuration_url(SimpleNamespace(http=SimpleNamespace(enabled=True)), "pi") is None  # no port

@@ -85,7 +85,7 @@ def read_board_model(path: Path = BOARD_MODEL_PATH) -> Optional[str]:
 
 
 def configuration_url(cfg: Any, hostname: str) -> Optional[str]:
-    """The web page's address when the ``http`` section exists and is enabled, else None.
+    """The web page's address when the ``http`` section exists, is enabled and not loopback-only.
 
     Read defensively: the section is optional and may lack keys in older configs.
     """
@@ -96,6 +96,8 @@ def configuration_url(cfg: Any, hostname: str) -> Optional[str]:
     if not isinstance(port, int) or isinstance(port, bool):
         return None
     host = str(getattr(http, "host", "") or "")
+    if host == "localhost" or host.startswith("127.") or host in ("::1", "[::1]"):
+        return None  # bound to loopback: no other machine (Home Assistant's browser) can open it
     if host in ("", "0.0.0.0", "::", "[::]"):
         host = hostname
     if ":" in host and not host.startswith("["):
