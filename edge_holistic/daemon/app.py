@@ -176,7 +176,7 @@ class Daemon:
                               self.health_thread.state, self.health(), self.publisher.backlog)
 
     def installed_variants(self) -> Dict[str, list]:
-        from ..pipeline.task import TASKS
+        from ..pipeline.settings import TASKS
         from ..runtime import resolve_precision
 
         reg = self.registry
