@@ -240,3 +240,50 @@ def test_live_model_switch_keeps_tracking_and_names_the_models(make_pipeline, cl
     assert_same(expected, sink.results)  # same models named, same numbers
     assert any(r.face is not None for r in sink.results[20:])
     assert live.tracking.pose.detector_runs == video.tracking.pose.detector_runs
+
+
+def test_live_callback_errors_do_not_stop_the_stream_and_close_delivers_everything(make_pipeline, clip_frames):
+    seen = []
+
+    def callback(result, meta):
+        seen.append(meta)
+        if meta == 2:
+            raise RuntimeError("a subscriber bug")
+        if meta == 3:
+            live.flush()  # waiting for itself: refused, not a deadlock
+
+    live = make_pipeline(running_mode="live", task="pose", pose_model="lite", result_callback=callback)
+    for i, f in enumerate(clip_frames[:8]):
+        live.submit(f, i / 30.0, meta=i, block=True)
+    live.close()  # delivers every accepted frame before stopping
+    assert seen == list(range(8))
+    assert live.counters.completed == 8 and live.counters.failed == 0
+    with pytest.raises(RuntimeError, match="closed"):
+        live.submit(clip_frames[8], 1.0)
+
+
+def test_live_failed_frame_reaches_the_error_callback_in_frame_order(make_pipeline, clip_frames, monkeypatch):
+    """Fault injection: the pose landmark model fails on its 4th call (frame 3)."""
+    from edge_holistic.runtime.interpreter import TfliteModel
+
+    orig = TfliteModel.invoke
+    calls = {"n": 0}
+
+    def invoke(model, output_indices):
+        if "pose_landmark" in model.name:
+            calls["n"] += 1
+            if calls["n"] == 4:
+                raise RuntimeError("injected interpreter failure")
+        return orig(model, output_indices)
+
+    events = []
+    live = make_pipeline(own_pool=True, running_mode="live", task="pose", pose_model="lite",
+                         result_callback=lambda r, m: events.append(("result", m)),
+                         error_callback=lambda e, m: events.append(("error", m, str(e))))
+    monkeypatch.setattr(TfliteModel, "invoke", invoke)
+    for i, f in enumerate(clip_frames[:6]):
+        live.submit(f, i / 30.0, meta=i, block=True)
+    assert live.flush(timeout=120)
+    assert events == [("result", 0), ("result", 1), ("result", 2), ("error", 3, "injected interpreter failure"),
+                      ("result", 4), ("result", 5)]
+    assert live.counters.as_dict() == {"submitted": 6, "completed": 5, "dropped": 0, "failed": 1}

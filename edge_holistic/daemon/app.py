@@ -20,9 +20,9 @@ import threading
 import time
 from typing import Any, Dict, Optional
 
-from .control import Builder, Control, Parts, check_max_fps
+from .control import Builder, Control, Parts
 from .loop import FrameLoop, Publisher
-from .metrics import Metrics, stats_document, status_document, status_line
+from .metrics import Metrics, engine_counts, stats_document, status_document, status_line
 
 EXIT_OK = 0
 EXIT_CONFIG = 2
@@ -96,10 +96,15 @@ class RealBuilder(Builder):
         return load_config(path, overrides=overrides)
 
     def make_engine(self, cfg, wanted=None):
-        from ._interim_engine import InterimEngine, options_from
+        """A live-mode engine: submit returns at once, results in frame order on the publisher."""
+        from ..pipeline import Engine, EngineOptions, RunningMode
+        from ..pipeline.settings import ENGINE_SETTINGS
 
-        return InterimEngine(options_from(cfg, wanted), self.d.publisher.on_result,
-                             registry=self.d.registry, pool=self.d.pool)
+        values = {name: getattr(cfg.pipeline, name) for name in ENGINE_SETTINGS}
+        values.update(wanted or {})
+        return Engine(EngineOptions(running_mode=RunningMode.LIVE, result_callback=self.d.publisher.on_result,
+                                    error_callback=self.d.publisher.on_error, **values),
+                      registry=self.d.registry, pool=self.d.pool)
 
     def make_grabber(self, cfg):
         from ..camera import FrameGrabber, make_source
@@ -161,6 +166,7 @@ class Daemon:
             self.metrics.thread_died)
         self._status_due = False
         self._next_stats = 0.0
+        self._engine_done = 0
 
     # -- the documents (DaemonView reads these) -------------------------------------------
     def health(self):
@@ -176,15 +182,18 @@ class Daemon:
                               self.health_thread.state, self.health(), self.publisher.backlog)
 
     def installed_variants(self) -> Dict[str, list]:
-        from ..pipeline.settings import TASKS
+        from ..pipeline.settings import PRECISIONS, TASKS
         from ..runtime import resolve_precision
 
         reg = self.registry
-        precisions = sorted({spec[2] for spec in reg.specs}) if reg is not None else []
-        return {"pose_model": reg.variants("pose_landmark") if reg else [],
-                "hand_model": reg.variants("hand_landmark") if reg else [],
-                "precision": precisions + (["auto"] if "auto" not in precisions else []),
-                "task": list(TASKS), "_auto_precision": [resolve_precision("auto")]}
+        if reg is None:
+            return {"pose_model": [], "hand_model": [], "precision": [], "task": list(TASKS)}
+        pose = reg.variants("pose_landmark")
+        have = {prec for (role, variant, prec) in reg.specs if role == "pose_landmark"}
+        # "auto" is offered when what it resolves to here is installed.
+        precision = [p for p in PRECISIONS if resolve_precision(p) in have]
+        return {"pose_model": pose, "hand_model": reg.variants("hand_landmark"), "precision": precision,
+                "task": list(TASKS)}
 
     def view(self):
         from .view import DaemonView
@@ -197,7 +206,14 @@ class Daemon:
         now = time.monotonic()
         parts = self.control.parts
         g = parts.grabber
-        dead, critical = self.supervisor.check()
+        dead, critical = () if self.stopping else self.supervisor.check()
+        # A frame the engine failed on is progress too: the process is not wedged, and a
+        # source sending only bad frames must not become a restart loop (counted instead).
+        counts = engine_counts(parts.engine) if parts.engine is not None else {}
+        done = counts.get("completed", 0) + counts.get("failed", 0)
+        if done != self._engine_done:
+            self._engine_done = done
+            self.metrics.progress()
         h = parts.cfg.health
         return Readings(
             unhealthy_after=h.unhealthy_after, stall_timeout=h.stall_timeout, paused=self.control.paused,
@@ -259,7 +275,15 @@ class Daemon:
                          status_line(self.metrics, self.control, self.health_thread.last), st["fps"]["dropped"],
                          st["stalls"], st["cpu_percent"], st["rss_mb"])
 
+    def request_stop(self, signum: int = signal.SIGTERM) -> None:
+        """What SIGTERM does; for an embedding caller (tests) that runs the daemon in a thread."""
+        self.stop_signal = signum
+
     def _install_signals(self) -> None:
+        if threading.current_thread() is not threading.main_thread():
+            log.debug("not the main thread: no signal handlers (stop with request_stop())")
+            return
+
         def on_stop(signum, frame):
             self.stop_signal = signum
 
@@ -279,7 +303,6 @@ class Daemon:
         cfg = self.control.parts.cfg
         self.notifier.status("loading models")
         try:
-            check_max_fps(cfg.pipeline.max_fps, cfg.health.unhealthy_after, "pipeline.max_fps")
             self.registry = Registry()
             self.pool = ModelPool(self.registry)
             engine = self.builder.make_engine(cfg)

@@ -90,8 +90,12 @@ class Metrics:
                 self.latest = message
 
     def frame_failed(self) -> None:
+        """A frame that failed (counted). Still progress: the process is not wedged, and a
+        source sending only bad frames must be counted, not restarted for."""
+        now = self._clock()
         with self._lock:
             self.process_errors += 1
+            self.last_progress = now
 
     def publish_failed(self) -> None:
         with self._lock:
@@ -205,13 +209,13 @@ def status_document(metrics: Metrics, control, watchdog_state: str, health: tupl
     }
 
 
-def _engine_counts(engine) -> Dict[str, int]:
+def engine_counts(engine) -> Dict[str, int]:
     c = getattr(engine, "counters", None)
     if c is None:
         return {}
     if isinstance(c, dict):
         return {k: int(v) for k, v in c.items()}
-    return {k: int(getattr(c, k)) for k in ("submitted", "completed", "dropped") if hasattr(c, k)}
+    return {k: int(getattr(c, k)) for k in ("submitted", "completed", "dropped", "failed") if hasattr(c, k)}
 
 
 def stats_document(metrics: Metrics, control, memory, cpu_percent: float, watchdog_state: str,
@@ -223,7 +227,7 @@ def stats_document(metrics: Metrics, control, memory, cpu_percent: float, watchd
     g = grabber.counters.as_dict() if grabber is not None else {}
     mc = session.counters if session is not None else None
     own = metrics.counts()
-    eng = _engine_counts(parts.engine)
+    eng = engine_counts(parts.engine)
     counts = {"captured": g.get("captured", 0), "processed": own["processed"], "dropped": g.get("dropped", 0),
               "engine_dropped": eng.get("dropped", 0), "published": mc.published if mc else 0}
     rates = metrics.rates(counts)
@@ -234,7 +238,8 @@ def stats_document(metrics: Metrics, control, memory, cpu_percent: float, watchd
         "interval_s": rates["interval_s"],
         "fps": rates["fps"],
         "frames": {**g, "submitted": own["submitted"], "processed_total": own["processed"],
-                   "with_person": own["with_person"], "process_errors": own["process_errors"],
+                   "with_person": own["with_person"],
+                   "process_errors": own["process_errors"],  # the engine's failures arrive on error_callback
                    "publish_errors": own["publish_errors"], "tap_errors": own["tap_errors"],
                    "paused_skipped": own["paused_skipped"], "engine_dropped": eng.get("dropped", 0),
                    "publish_backlog": publish_backlog},

@@ -10,7 +10,8 @@ Modes, as MediaPipe's Tasks API has them (IMAGE / VIDEO / LIVE_STREAM):
   frame order on ``result_callback(result, meta)``. At most ``max_in_flight`` frames are being
   computed and one more waits; a newer frame replaces the waiting one (newest wins, the
   replaced frame is counted in ``counters.dropped``). ``block=True`` waits for room instead
-  (a file processed losslessly). The daemon's path.
+  (a file processed losslessly). A frame the engine fails on goes, in the same order, to
+  ``error_callback(exception, meta)`` (counted in ``counters.failed``). The daemon's path.
 
 Calling the wrong method for the mode raises :class:`EngineModeError` naming both modes.
 
@@ -56,7 +57,7 @@ RELEASE_CHECK_S = 10.0  # how often idle interpreters (from before a switch) are
 PARTS = ("face", "left_hand", "right_hand")
 SCHEDULES = ("auto", "overlap", "split", "inline", "sequential")
 # Options fixed for an engine's life (a new Engine is cheap: the pool keeps the models).
-FIXED_OPTIONS = ("running_mode", "result_callback", "max_in_flight")
+FIXED_OPTIONS = ("running_mode", "result_callback", "error_callback", "max_in_flight")
 
 
 class RunningMode(str, Enum):
@@ -94,6 +95,9 @@ class EngineOptions:
     # uneven frames (a re-detection, a found face) and bounds latency to about three frames.
     max_in_flight: int = 3
     result_callback: Optional[Callable[[FrameResult, Any], None]] = None
+    # Live: called instead of result_callback, in the same frame order, for a frame the engine
+    # failed on (a model error, a bug); None = logged. Either way counted in counters.failed.
+    error_callback: Optional[Callable[[BaseException, Any], None]] = None
 
 
 @dataclass
@@ -172,6 +176,7 @@ class _InFlight:
     t_start: float
     futures: List[Future]
     meta: Any = None
+    error: Optional[BaseException] = None  # the pose stage failed (live): delivered as an error
 
 
 @dataclass
@@ -245,8 +250,11 @@ class Engine:
             raise ValueError(f"max_in_flight must be a positive integer, got {o.max_in_flight!r}")
         if mode is RunningMode.LIVE and not callable(o.result_callback):
             raise ValueError("result_callback is required in live mode: results arrive on it")
-        if mode is not RunningMode.LIVE and o.result_callback is not None:
-            raise ValueError(f"result_callback is only for live mode; this engine is in {mode.value} mode")
+        for name in ("result_callback", "error_callback"):
+            if mode is not RunningMode.LIVE and getattr(o, name) is not None:
+                raise ValueError(f"{name} is only for live mode; this engine is in {mode.value} mode")
+        if o.error_callback is not None and not callable(o.error_callback):
+            raise ValueError("error_callback must be callable")
         return replace(o, running_mode=mode, **values)
 
     @property
@@ -497,6 +505,7 @@ class Engine:
 
     def flush(self, timeout: Optional[float] = None) -> bool:
         """Live mode: wait until every accepted frame's result was delivered. False on timeout."""
+        self._not_on_engine_thread("flush")
         deadline = None if timeout is None else time.monotonic() + timeout
         with self._cond:
             while self._waiting is not None or self._active:
@@ -511,6 +520,10 @@ class Engine:
         """Frames accepted and not yet delivered (live: computing plus waiting)."""
         with self._cond:
             return self._active + (self._waiting is not None)
+
+    def _not_on_engine_thread(self, call: str) -> None:
+        if threading.current_thread() in self._threads:
+            raise RuntimeError(f"{call}() from the result callback would wait for itself")
 
     def _start_threads(self) -> None:
         if not self._threads:
@@ -549,13 +562,8 @@ class Engine:
             try:
                 self._between_frames(drained)
                 inf = self._begin(frame.rgb, frame.timestamp, mode, frame.t_submit)
-            except Exception:  # a bug or a model failure must not stop the stream
-                log.exception("engine: frame at %.3f failed", frame.timestamp)
-                with cond:
-                    self.counters.failed += 1
-                    self._active -= 1
-                    cond.notify_all()
-                continue
+            except Exception as e:  # a bug or a model failure must not stop the stream
+                inf = _InFlight(FrameResult(0, 0), {}, frame.t_submit, [], error=e)
             inf.meta = frame.meta
             with cond:
                 self._inflight.append(inf)
@@ -565,6 +573,7 @@ class Engine:
         """Finishes frames in order and calls the result callback."""
         cond = self._cond
         callback = self._options.result_callback
+        on_error = self._options.error_callback
         while True:
             with cond:
                 while not self._inflight and not (self._stopping and self._active == 0 and self._waiting is None):
@@ -572,17 +581,22 @@ class Engine:
                 if not self._inflight:
                     return
                 head = self._inflight.popleft()
-            ok = True
-            try:
-                result = self._finish(head)
-            except Exception:
-                log.exception("engine: frame failed in face/hands")
-                ok = False
-            if ok:
+            error = head.error
+            if error is None:
                 try:
+                    result = self._finish(head)
+                except Exception as e:  # face/hands failed
+                    error = e
+            try:
+                if error is None:
                     callback(result, head.meta)
-                except Exception:
-                    log.exception("engine: result_callback raised (the stream goes on)")
+                elif on_error is not None:
+                    on_error(error, head.meta)
+                else:
+                    log.error("engine: a frame failed: %s", error, exc_info=error)
+            except Exception:
+                log.exception("engine: result/error callback raised (the stream goes on)")
+            ok = error is None
             with cond:
                 if ok:
                     self.counters.completed += 1
@@ -671,6 +685,7 @@ class Engine:
         """Deliver every accepted frame, stop the threads, release the pool if it is ours."""
         if self._closed:
             return
+        self._not_on_engine_thread("close")
         with self._cond:
             self._stopping = True
             self._cond.notify_all()
