@@ -107,6 +107,11 @@ class MqttSession(Sink):
 
     def stop(self, timeout: float = 3.0) -> None:
         """Publish ``stopped``, flush what can be flushed within ``timeout``, disconnect."""
+        for fn in list(self._stop_listeners):  # parts living as long as this session end first
+            try:
+                fn()
+            except Exception as e:  # noqa: BLE001 - best effort at exit
+                log.debug("MQTT stop listener %r failed: %s", fn, e)
         deadline = time.monotonic() + timeout
         with self._lock:
             self._stopping = True
@@ -125,11 +130,6 @@ class MqttSession(Sink):
             log.debug("MQTT disconnect: %s", e)
         self.client.loop_stop()
         self.state = "stopped"
-        for fn in list(self._stop_listeners):  # parts living as long as this session end with it
-            try:
-                fn()
-            except Exception as e:  # noqa: BLE001 - best effort at exit
-                log.debug("MQTT stop listener %r failed: %s", fn, e)
 
     # -- hooks for other parts ------------------------------------------------------------
     def add_connect_listener(self, fn: Callable[[], None]) -> Callable[[], None]:
@@ -143,7 +143,7 @@ class MqttSession(Sink):
         return lambda: self._connect_listeners.remove(fn) if fn in self._connect_listeners else None
 
     def add_stop_listener(self, fn: Callable[[], None]) -> None:
-        """Call ``fn()`` once the session has stopped (a reload builds a new session)."""
+        """Call ``fn()`` when the session is being stopped, before it goes (a reload builds a new one)."""
         self._stop_listeners.append(fn)
 
     def subscribe(self, topic: str, callback: Callable[[str, bytes], None], qos: int = 1) -> None:
