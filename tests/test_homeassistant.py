@@ -217,7 +217,10 @@ def test_announce_on_connect_birth_and_person_state():
     try:
         assert len(s.listeners) == 1 and len(v.taps) == 1
         assert set(s.subs) == {"edge_holistic/cam0/ha/+/set", "homeassistant/status"}
-        s.listeners[0]()  # what the session does on every connect
+        s.listeners[0]()  # what the session does on every connect: returns at once
+        deadline = time.monotonic() + 5
+        while h.announcements < 1 and time.monotonic() < deadline:
+            time.sleep(0.02)
         configs = [m for m in s.sent if m[0].endswith("/config")]
         assert len(configs) == 12 and all(m[2] == 1 and m[3] for m in configs)
         assert [m[1] for m in configs if "/image/" in m[0]] == [b""]
@@ -299,4 +302,48 @@ def test_version_is_the_package_version():
         configs = dict(h.configs())
         assert configs["homeassistant/sensor/cam0/fps/config"]["device"]["sw_version"] == __version__
     finally:
+        h.stop()
+
+
+class SlowQueueSession(FakeSession):
+    """A session whose bounded queue drains slowly, like a busy link."""
+
+    def __init__(self):
+        super().__init__()
+        self.queue, self.peak = [], 0
+        self.draining = True
+        threading.Thread(target=self._drain, daemon=True).start()
+
+    @property
+    def queue_len(self):
+        with self.lock:
+            return len(self.queue)
+
+    def send(self, topic, payload, qos=0, retain=False):
+        super().send(topic, payload, qos, retain)
+        with self.lock:
+            self.queue.append(topic)
+            self.peak = max(self.peak, len(self.queue))
+
+    def _drain(self):
+        while self.draining:
+            time.sleep(0.01)
+            with self.lock:
+                if self.queue:
+                    self.queue.pop(0)
+
+
+def test_announcement_never_fills_a_small_queue():
+    s, v = SlowQueueSession(), FakeView()
+    h = ha.HomeAssistant(cfg("device_id: cam0\nmqtt: {queue_size: 4}\n"), s, v, board=None, hostname="h",
+                         rng=FixedRng()).start()
+    try:
+        s.listeners[0]()
+        deadline = time.monotonic() + 10
+        while h.announcements < 1 and time.monotonic() < deadline:
+            time.sleep(0.02)
+        assert len([m for m in s.sent if m[0].endswith("/config")]) == 12
+        assert s.peak <= 2  # half the queue at most: landmarks/status keep their room, nothing pushed out
+    finally:
+        s.draining = False
         h.stop()

@@ -275,8 +275,11 @@ class HomeAssistant:
         self._stop = threading.Event()
         self._timer: Optional[threading.Timer] = None
         self._undo: List[Callable[[], None]] = []
-        self._threads = [threading.Thread(target=self._command_loop, name="ha-commands", daemon=True)]
-        if cfg.homeassistant.snapshot:
+        self._announce_due = threading.Event()
+        self._snapshots_on = bool(cfg.homeassistant.snapshot)
+        self._threads = [threading.Thread(target=self._command_loop, name="ha-commands", daemon=True),
+                         threading.Thread(target=self._announce_loop, name="ha-announce", daemon=True)]
+        if self._snapshots_on:
             self._threads.append(threading.Thread(target=self._snapshot_loop, name="ha-snapshot", daemon=True))
 
     def start(self) -> "HomeAssistant":
@@ -305,6 +308,7 @@ class HomeAssistant:
         except queue.Full:
             pass
         self._snap_event.set()
+        self._announce_due.set()
         for th in self._threads:
             if th.is_alive():
                 th.join(2.0)
@@ -324,12 +328,40 @@ class HomeAssistant:
                                  board=self.board, config_url=configuration_url(self.cfg, self.hostname))
 
     def announce(self) -> None:
-        """Retained configs (empty for disabled entities), then the person state. Paho's thread."""
+        """Ask for an announcement (on-connect listener, birth timer): returns at once.
+
+        The configs go out from the ``ha-announce`` thread, never from paho's network thread.
+        """
+        self._announce_due.set()
+
+    def _announce_loop(self) -> None:
+        while True:
+            self._announce_due.wait()
+            if self._stop.is_set():
+                return
+            self._announce_due.clear()
+            try:
+                self._send_configs()
+            except Exception as e:  # noqa: BLE001 - the next connect tries again
+                log.error("Home Assistant announcement failed: %s", e)
+
+    def _paced_send(self, topic: str, payload: bytes) -> None:
+        """QoS 1 through the session's bounded queue, but never filling it: a burst of 12 retained
+        configs into a small ``mqtt.queue_size`` would otherwise push out the first ones."""
+        cap = max(1, self.cfg.mqtt.queue_size // 2)
+        deadline = time.monotonic() + 5.0
+        while getattr(self.session, "queue_len", 0) >= cap and time.monotonic() < deadline \
+                and not self._stop.is_set():
+            time.sleep(0.02)
+        self.session.send(topic, payload, qos=1, retain=True)
+
+    def _send_configs(self) -> None:
+        """Retained configs (empty for disabled entities), then the person state."""
         for topic, config in self.configs():
             payload = b"" if config is None else json.dumps(config, separators=(",", ":")).encode()
-            self.session.send(topic, payload, qos=1, retain=True)
+            self._paced_send(topic, payload)
         if self._person is not None:
-            self.session.send(self.topics["person"], b"ON" if self._person else b"OFF", qos=1, retain=True)
+            self._paced_send(self.topics["person"], b"ON" if self._person else b"OFF")
         self.announcements += 1
         log.info("Home Assistant: announced %s under %s/ (#%d)", self.cfg.device_id,
                  self.cfg.homeassistant.discovery_prefix, self.announcements)
@@ -381,7 +413,7 @@ class HomeAssistant:
         if person != self._person:
             self._person = person
             self.session.send(self.topics["person"], b"ON" if person else b"OFF", qos=1, retain=True)
-        if len(self._threads) > 1:
+        if self._snapshots_on:
             now = time.monotonic()
             if now - self._last_snapshot >= SNAPSHOT_MIN_INTERVAL_S:
                 self._last_snapshot = now
