@@ -394,7 +394,10 @@ class HomeAssistant:
 
     def _command_loop(self) -> None:
         while not self._stop.is_set():
-            cmd = self._commands.get()
+            try:
+                cmd = self._commands.get(timeout=0.5)
+            except queue.Empty:
+                continue
             if cmd is None:
                 return
             try:
