@@ -20,6 +20,7 @@ import threading
 import time
 from typing import Any, Dict, Optional
 
+from ..health.system import CpuMeter
 from .control import Builder, Control, Parts
 from .loop import FrameLoop, Publisher
 from .metrics import Metrics, engine_counts, stats_document, status_document, status_line
@@ -132,12 +133,13 @@ class Daemon:
     """Wiring: owns nothing but references to the rooms, and the start/stop order."""
 
     def __init__(self, cfg, args: argparse.Namespace, overrides: Dict[str, Any]) -> None:
-        from ..health import CpuMeter, MemoryGuard, Notifier, watchdog_interval
+        from ..health import MemoryGuard, Notifier, watchdog_interval
         from ..health.watchdog import HealthThread, ThreadSupervisor
 
         self.args = args
         self.notifier = Notifier()
         self.cpu = CpuMeter()
+        self._cpu: Dict[str, Any] = {}  # CPU meters of other stats readers (the web page)
         self.metrics = Metrics()
         self.exit_code = EXIT_OK
         self.stop_signal = 0  # set by the SIGTERM/SIGINT handler (plain attribute: no locks in handlers)
@@ -177,9 +179,11 @@ class Daemon:
     def status(self) -> Dict[str, Any]:
         return status_document(self.metrics, self.control, self.health_thread.state, self.health(), self.stopping)
 
-    def stats(self) -> Dict[str, Any]:
-        return stats_document(self.metrics, self.control, self.health_thread.memory, self.cpu.percent(),
-                              self.health_thread.state, self.health(), self.publisher.backlog)
+    def stats(self, reader: str = "mqtt") -> Dict[str, Any]:
+        """The ``stats`` document; rates (fps, CPU) are per ``reader`` since its previous call."""
+        cpu = self._cpu.setdefault(reader, CpuMeter()) if reader != "mqtt" else self.cpu
+        return stats_document(self.metrics, self.control, self.health_thread.memory, cpu.percent(),
+                              self.health_thread.state, self.health(), self.publisher.backlog, reader)
 
     def installed_variants(self) -> Dict[str, list]:
         from ..pipeline.settings import PRECISIONS, TASKS
@@ -327,7 +331,7 @@ class Daemon:
         grabber.start()
         self.metrics.progress()
         self.supervisor.watch("publisher", lambda: self.publisher.thread)
-        self.supervisor.watch("capture", lambda: self.control.parts.grabber.thread)
+        self.supervisor.watch("capture", lambda: _running_thread(self.control.parts.grabber))
         for name in ("mqtt-network", "mqtt-sender"):
             self.supervisor.watch(name, lambda n=name: _session_thread(self.control.parts.session, n))
         self.health_thread.start()
@@ -360,6 +364,13 @@ class Daemon:
             except Exception as e:  # noqa: BLE001
                 log.error("stopping %s: %s", step, e)
         log.info("stopped (exit code %d)", self.exit_code)
+
+
+def _running_thread(grabber) -> Optional[threading.Thread]:
+    """The capture thread while it is meant to run (it ends by itself when a finite source ends)."""
+    if grabber is None or grabber.state in ("ended", "stopped") or grabber.ended.is_set():
+        return None
+    return grabber.thread
 
 
 def _session_thread(session, name: str) -> Optional[threading.Thread]:

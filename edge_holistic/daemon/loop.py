@@ -205,6 +205,9 @@ class FrameLoop:
                 sys.stderr.write("\r\x1b[K" + self.tty_line())
                 sys.stderr.flush()
             parts = self.control.parts
+            if self.control.paused and parts.grabber.lossless:
+                time.sleep(0.1)  # a lossless file waits for resume (taking frames would skip them)
+                continue
             if not self._pace(now):
                 continue
             frame = parts.grabber.get(timeout=0.1)
@@ -213,8 +216,8 @@ class FrameLoop:
                     log.info("source ended (--once): stopping")
                     return "ended"
                 continue
-            if self.control.paused:
-                m.paused_skipped += 1
+            if self.control.paused:  # a camera keeps being read (fresh frames on resume); frames skipped
+                m.paused_frame()
                 continue
             try:  # a frame the engine refuses (zero-size, odd shape, timestamp) is one counted error
                 parts.engine.submit(frame.rgb, frame.t_capture, meta=frame, block=parts.grabber.lossless)

@@ -70,7 +70,7 @@ class Metrics:
         self.latest: Optional[Dict[str, Any]] = None  # the last landmarks@1 message
         self._line = (0, self.started)  # (processed, t) at the last status-line sample
         self.line_fps = 0.0
-        self._prev: Dict[str, Any] = {}
+        self._prev: Dict[str, Dict[str, Any]] = {}
 
     # -- writers ------------------------------------------------------------------------
     def frame_submitted(self) -> None:
@@ -127,15 +127,23 @@ class Metrics:
                     "tap_errors": self.tap_errors, "paused_skipped": self.paused_skipped,
                     "thread_deaths": dict(self.thread_deaths)}
 
-    def rates(self, counts: Dict[str, float]) -> Dict[str, Any]:
-        """Per-second rates of ``counts`` since the previous call, and the interval."""
+    def rates(self, counts: Dict[str, float], reader: str = "mqtt") -> Dict[str, Any]:
+        """Per-second rates of ``counts`` since this ``reader``'s previous call, and the interval.
+
+        Each reader has its own baseline, so a web page polling stats does not shorten the
+        interval of the MQTT ``stats`` messages.
+        """
         now = self._clock()
         with self._lock:
-            prev = self._prev
+            prev = self._prev.get(reader, {})
             dt = now - prev.get("t", self.started)
             fps = {k: round((v - prev.get(k, 0)) / dt, 2) if dt > 0 else 0.0 for k, v in counts.items()}
-            self._prev = {"t": now, **counts}
+            self._prev[reader] = {"t": now, **counts}
         return {"interval_s": round(dt, 2), "fps": fps}
+
+    def paused_frame(self) -> None:
+        with self._lock:
+            self.paused_skipped += 1
 
     def sample_line_fps(self) -> float:
         """Processed fps since the previous sample (the status line's number)."""
@@ -219,7 +227,7 @@ def engine_counts(engine) -> Dict[str, int]:
 
 
 def stats_document(metrics: Metrics, control, memory, cpu_percent: float, watchdog_state: str,
-                   health: tuple, publish_backlog: int) -> Dict[str, Any]:
+                   health: tuple, publish_backlog: int, reader: str = "mqtt") -> Dict[str, Any]:
     from ..health import rss_bytes, temperature_c, throttled
 
     parts = control.parts
@@ -230,7 +238,7 @@ def stats_document(metrics: Metrics, control, memory, cpu_percent: float, watchd
     eng = engine_counts(parts.engine)
     counts = {"captured": g.get("captured", 0), "processed": own["processed"], "dropped": g.get("dropped", 0),
               "engine_dropped": eng.get("dropped", 0), "published": mc.published if mc else 0}
-    rates = metrics.rates(counts)
+    rates = metrics.rates(counts, reader)
     healthy, reason = health
     return {
         "ts": time.time(),
