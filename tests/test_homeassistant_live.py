@@ -187,6 +187,22 @@ def test_birth_message_triggers_a_reannounce(controlled, broker):
         sub.close()
 
 
+def test_reload_with_snapshot_on_announces_the_image(controlled, broker):
+    import yaml
+
+    device, cfg, d, watch = controlled
+    image = f"homeassistant/image/{device}/snapshot/config"
+    assert image not in retained_configs(broker.port, device, 0.5)
+    doc = yaml.safe_load(cfg.read_text())
+    doc["homeassistant"] = {"snapshot": True}
+    cfg.write_text(yaml.safe_dump(doc, sort_keys=False))
+    t0 = time.monotonic()
+    d.signal(signal.SIGHUP)  # the homeassistant section changed: a new session announces again
+    assert wait_until(lambda: image in retained_configs(broker.port, device, 0.3), 30), d.log()[-3000:]
+    assert json.loads(retained_configs(broker.port, device)[image])["image_topic"] == f"edge_holistic/{device}/snapshot"
+    assert watch.wait_for("snapshot", timeout=20, since=t0) is not None
+
+
 def test_ha_remove_clears_every_config(controlled, broker):
     device, cfg, d, watch = controlled
     assert len(retained_configs(broker.port, device)) >= 11
