@@ -172,6 +172,16 @@ class HttpConfig:
 
 
 @dataclass
+class HomeAssistantConfig:
+    """Home Assistant MQTT discovery (docs/homeassistant.md)."""
+
+    enabled: bool = opt(True, "announce this device to Home Assistant (MQTT discovery) on every connect")
+    discovery_prefix: str = opt("homeassistant", "Home Assistant's discovery prefix (its MQTT integration setting)",
+                                pattern=TOPIC_PREFIX_PATTERN)
+    snapshot: bool = opt(False, "also announce an image entity: an annotated JPEG snapshot, at most one a second")
+
+
+@dataclass
 class Config:
     """The whole file. ``device_id`` names this device in topics and the client id."""
 
@@ -184,6 +194,7 @@ class Config:
     mqtt: MqttConfig = opt(MqttConfig, "broker and topics")
     health: HealthConfig = opt(HealthConfig, "self-checks")
     http: HttpConfig = opt(HttpConfig, "web page and HTTP API")
+    homeassistant: HomeAssistantConfig = opt(HomeAssistantConfig, "Home Assistant discovery")
 
     # Filled by the loader, never from the file.
     path: Optional[str] = field(default=None, metadata={"internal": True})

@@ -121,9 +121,12 @@ class RealBuilder(Builder):
     def make_session(self, cfg):
         if not cfg.mqtt.enabled:
             return None
+        from ..publish.homeassistant import attach
         from ..publish.mqtt import MqttSession
 
-        return MqttSession(cfg, self.d.status, self.d.control.submit_payload)
+        session = MqttSession(cfg, self.d.status, self.d.control.submit_payload)
+        attach(cfg, session, self.d.view())  # HA discovery: rides on the session's connects, ends with it
+        return session
 
     def check_models(self, changes):
         for key, role in (("pose_model", "pose_landmark"), ("hand_model", "hand_landmark")):
