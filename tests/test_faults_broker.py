@@ -106,7 +106,7 @@ def test_slow_link_bounded_memory_drops_counted_full_rate_after(tmp_path):
         t_a, f_a = time.monotonic(), proxy.forwarded
         time.sleep(3.0)
         offered = (proxy.forwarded - f_a) / (time.monotonic() - t_a)
-        rate = min(SLOW_RATE, offered / 2.5)  # the uplink must be well below what the daemon sends
+        rate = min(SLOW_RATE, offered / 4)  # the uplink must be well below what the daemon sends
         base = proc_status(d.pid)["rss_mb"]
         st0 = latest_stats(sub)
         proxy.rate = rate
