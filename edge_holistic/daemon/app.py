@@ -30,6 +30,7 @@ EXIT_CONFIG = 2
 EXIT_MEMORY = 3
 DEFAULT_CONFIG_PATHS = ("/etc/edge-holistic/config.yaml", "config.yaml")
 STOP_FLUSH_SECONDS = 3.0
+ENDED_FLUSH_SECONDS = 120.0  # a finite source's last frames in flight (lossless)
 
 log = logging.getLogger("edge_holistic.daemon")
 
@@ -208,7 +209,7 @@ class Daemon:
         now = time.monotonic()
         parts = self.control.parts
         g = parts.grabber
-        dead, critical = () if self.stopping else self.supervisor.check()
+        dead, critical = ((), ()) if self.stopping else self.supervisor.check()
         # A frame the engine failed on is progress too: the process is not wedged, and a
         # source sending only bad frames must not become a restart loop (counted instead).
         counts = engine_counts(parts.engine) if parts.engine is not None else {}
@@ -340,7 +341,11 @@ class Daemon:
                          tty_line=(lambda: status_line(self.metrics, self.control, self.health_thread.last))
                          if self._tty else None)
         try:
-            loop.run()
+            if loop.run() == "ended":
+                # --once on a file: every frame taken was promised an output, however slow the
+                # engine is. (A signal stops within the documented bound instead.)
+                self.control.parts.engine.flush(ENDED_FLUSH_SECONDS)
+                self.publisher.drain(ENDED_FLUSH_SECONDS)
         finally:
             self._shutdown()
         return self.exit_code

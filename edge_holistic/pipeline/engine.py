@@ -193,19 +193,26 @@ class _Trackers:
 class Engine:
     """detect -> landmarks -> ROI tracking -> smoothing, for one stream, in one running mode.
 
-    Interpreters come from ``pool`` (shared with other engines; each engine uses its own
-    slots per thread role). ``update()`` validates and loads now and applies between frames.
+    Interpreters come from ``pool``, keyed by model, threads and *slot*: the thread role that
+    runs them (pose thread, face, left, right worker), inside ``namespace``. An interpreter
+    must never run on two threads at once, so engines that may run at the same time on one
+    pool (the daemon's live engine and a web upload, a shadow engine) need different
+    namespaces; engines used one after the other (a reload building its replacement, tests)
+    may share the default one and its loaded interpreters.
+    ``update()`` validates and loads now and applies between frames.
     """
 
     def __init__(self, options: EngineOptions = EngineOptions(), registry: Optional[Registry] = None,
-                 pool: Optional[ModelPool] = None) -> None:
+                 pool: Optional[ModelPool] = None, namespace: str = "") -> None:
+        self.namespace = str(namespace)
         self.registry = registry or (pool.registry if pool is not None else Registry())
         self._own_pool = pool is None
         self.pool = pool or ModelPool(self.registry)
         self._options = self._validated(options)
         self.running_mode: RunningMode = self._options.running_mode
         self.counters = EngineCounters()
-        self._lock = threading.Lock()  # guards _pending
+        self._lock = threading.Lock()  # guards _pending (held only for the swap)
+        self._update_lock = threading.Lock()  # serialises update() calls (held while models load)
         self._pending: Optional[EngineOptions] = None
         self._tracking = TrackingState()
         self._t: Optional[_Trackers] = None
@@ -297,10 +304,11 @@ class Engine:
         fixed = set(changes) & set(FIXED_OPTIONS)
         if fixed:
             raise ValueError(f"{', '.join(sorted(fixed))} cannot change on a running engine; build a new Engine")
-        with self._lock:
-            new = self._validated(replace(self._pending or self._options, **changes))
+        with self._update_lock:  # one update at a time; the frame path never waits on this lock
+            new = self._validated(replace(self.effective_options, **changes))
             self._load(new)  # load (or find) every interpreter now, off the frame path
-            self._pending = new
+            with self._lock:
+                self._pending = new
         return new
 
     def _model_keys(self, o: EngineOptions) -> Dict[str, tuple]:
@@ -313,20 +321,21 @@ class Engine:
         """
         p = resolve_precision(o.precision)
         t = int(o.threads)
+        ns = f"{self.namespace}/" if self.namespace else ""
         pose_role = "pose_landmark_only" if ("pose_landmark_only", o.pose_model, p) in self.registry.specs \
             else "pose_landmark"
         keys = {
-            "pose_detector": ("pose_detector", "default", p, t, "main"),
-            "pose": (pose_role, o.pose_model, p, t, "main"),
+            "pose_detector": ("pose_detector", "default", p, t, ns + "main"),
+            "pose": (pose_role, o.pose_model, p, t, ns + "main"),
         }
         if o.task == "holistic":
             keys.update({
-                "face_detector": ("face_detector", "default", p, t, "face"),
-                "face": ("face_landmark", "default", p, t, "face"),
-                "left_recrop": ("hand_recrop", "default", p, t, "left"),
-                "left_hand": ("hand_landmark", o.hand_model, p, t, "left"),
-                "right_recrop": ("hand_recrop", "default", p, t, "right"),
-                "right_hand": ("hand_landmark", o.hand_model, p, t, "right"),
+                "face_detector": ("face_detector", "default", p, t, ns + "face"),
+                "face": ("face_landmark", "default", p, t, ns + "face"),
+                "left_recrop": ("hand_recrop", "default", p, t, ns + "left"),
+                "left_hand": ("hand_landmark", o.hand_model, p, t, ns + "left"),
+                "right_recrop": ("hand_recrop", "default", p, t, ns + "right"),
+                "right_hand": ("hand_landmark", o.hand_model, p, t, ns + "right"),
             })
         return keys
 
@@ -359,7 +368,7 @@ class Engine:
             self._chooser = ScheduleChooser()
         self._t = t
         self._options = o
-        self.pool.retain(id(model) for model in m.values())
+        self.pool.retain((id(model) for model in m.values()), owner=id(self))
 
     def _apply_pending(self) -> bool:
         """Apply a pending update (call only with no frame in flight)."""
@@ -695,6 +704,7 @@ class Engine:
             ex.shutdown(wait=True)
         self._executors = {}
         self._closed = True
+        self.pool.retain((), owner=id(self))  # its interpreters may go idle now
         if self._own_pool:
             self.pool.close()
 
