@@ -226,10 +226,10 @@ def run(args: argparse.Namespace) -> dict:
         last_stats = dict(counter.stats)
         daemon.send_signal(signal.SIGTERM)
         try:
-            code = daemon.wait(30)
+            daemon.wait(30)
         except subprocess.TimeoutExpired:
             daemon.kill()
-            code = daemon.wait(10)
+            daemon.wait(10)
     finally:
         if daemon.poll() is None:
             daemon.kill()
