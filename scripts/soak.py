@@ -41,6 +41,14 @@ from pathlib import Path
 REPO = Path(__file__).resolve().parents[1]
 
 
+def say(text: str) -> None:
+    """Progress output that a full disk or a closed pipe cannot turn into the end of the soak."""
+    try:
+        print(text, flush=True)
+    except OSError:
+        pass
+
+
 def free_port() -> int:
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
@@ -212,17 +220,16 @@ def run(args: argparse.Namespace) -> dict:
                 counter.ready.wait(10)
                 outages.append((down_t, time.monotonic() + 1.0))
                 next_restart = time.monotonic() + args.restart_every
-                print(f"[soak] t={now - t0:6.0f}s broker restarted #{restarts} ({'SIGKILL' if kill else 'SIGTERM'})",
-                      flush=True)
+                say(f"[soak] t={now - t0:6.0f}s broker restarted #{restarts} ({'SIGKILL' if kill else 'SIGTERM'})")
             time.sleep(0.2)
         time.sleep(max(2.5, args.sample))  # let the last stats message arrive
         last_stats = dict(counter.stats)
         daemon.send_signal(signal.SIGTERM)
         try:
-            code = daemon.wait(30)
+            daemon.wait(30)
         except subprocess.TimeoutExpired:
             daemon.kill()
-            code = daemon.wait(10)
+            daemon.wait(10)
     finally:
         if daemon.poll() is None:
             daemon.kill()

@@ -12,7 +12,7 @@ import time
 import cv2
 import numpy as np
 
-from fault_helpers import NotifyListener, latest_stats
+from fault_helpers import NotifyListener, latest_stats, wait_stats
 from mqtt_fixtures import DATA, Broker, DaemonProcess, Subscriber, daemon_config
 
 PREFIX = "edge_holistic"
@@ -68,8 +68,9 @@ def _run_folder_case(tmp_path, broker, results):
         assert sub.wait_for("landmarks", timeout=40, since=t_back), d.log()[-2000:]
         healthy = sub.wait_for("status", lambda m: m.json().get("healthy") is True, timeout=20, since=t_back)
         assert healthy is not None, d.log()[-2000:]
-        last = latest_stats(sub)
-        assert last["reopens"] >= 1 and last["frames"]["errors"] + last["stalls"] >= 1, last
+        last = wait_stats(sub, lambda s: s["reopens"] >= 1, timeout=20, since=t_back)
+        assert last is not None, ([m.text[:300] for m in sub.of("stats", t_gone)][-3:], d.log()[-3000:])
+        assert last["frames"]["errors"] + last["stalls"] >= 1, last
         assert "Traceback" not in d.log()
         results["folder"] = {"bad_frames": first["frames"]["bad_frames"], "sizes": sorted(sizes),
                              "process_errors": last["frames"]["process_errors"], "reopens": last["reopens"],
@@ -100,8 +101,9 @@ def _run_file_case(tmp_path, broker, results):
         away.rename(clip)
         t_back = time.monotonic()
         assert sub.wait_for("landmarks", timeout=40, since=t_back), d.log()[-2000:]
-        last = latest_stats(sub)
-        assert last["frames"]["open_failures"] + last["frames"]["errors"] >= 1, last
+        last = wait_stats(sub, lambda s: s["frames"]["open_failures"] + s["frames"]["errors"] >= 1, timeout=20,
+                          since=t_gone)
+        assert last is not None, ([m.text[:300] for m in sub.of("stats", t_gone)][-3:], d.log()[-3000:])
         results["file"] = {"open_failures": last["frames"]["open_failures"], "errors": last["frames"]["errors"],
                            "recovered_s": round(time.monotonic() - t_back, 1), "down_status": down.json()["health"]}
     finally:

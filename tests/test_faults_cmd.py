@@ -13,7 +13,7 @@ import pytest
 from edge_holistic.publish import CommandError, parse_command
 from edge_holistic.publish.commands import MAX_DEPTH, _max_depth
 from fault_helpers import latest_stats, wait_stats
-from mqtt_fixtures import Broker, DaemonProcess, Subscriber, daemon_config, wait_until
+from mqtt_fixtures import Broker, DaemonProcess, Subscriber, daemon_config
 
 PREFIX = "edge_holistic"
 

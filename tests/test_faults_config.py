@@ -6,7 +6,6 @@ from __future__ import annotations
 
 import os
 import signal
-import threading
 import time
 
 import yaml
@@ -68,7 +67,6 @@ def test_sighup_burst_keeps_last_good_config_and_says_why(tmp_path):
     try:
         assert sub.wait_for("landmarks", timeout=60), d.log()
         order = ["good_a", "invalid", "binary", "good_b", "unreadable_dir", "dangling", "tls_broken"]
-        t0 = time.monotonic()
         for i in range(BURST):
             _point(link, files[order[i % len(order)]])
             d.signal(signal.SIGHUP)

@@ -31,17 +31,24 @@ def _stop_within(d: DaemonProcess, bound: float):
 
 
 def _during_load(tmp, broker, out):
-    cfg = daemon_config(tmp, broker.port, "sigload",
+    dev = "sigload"
+    cfg = daemon_config(tmp, broker.port, dev,
                         pipeline={"task": "holistic", "pose_model": "full", "hand_model": "full"})
+    sub = Subscriber(broker.port, f"{PREFIX}/{dev}/#")
     d = DaemonProcess(cfg)
     try:
         assert wait_until(lambda: "starting" in d.log(), 30), d.log()
         time.sleep(0.2)
         loading = "pipeline ready" not in d.log()
+        t = time.monotonic()
         code, took = _stop_within(d, STOP_BOUND_S)
-        out["model load"] = {"signalled_while_loading": loading, "exit": code, "seconds": round(took, 2)}
+        stopped = sub.wait_for("available", lambda m: m.text == "stopped", timeout=5, since=t)
+        out["model load"] = {"signalled_while_loading": loading, "exit": code, "seconds": round(took, 2),
+                             "stopped_published": stopped is not None}
         assert code == 0, d.log()[-2000:]
+        assert stopped is not None, d.log()[-2000:]
     finally:
+        sub.close()
         d.close()
 
 

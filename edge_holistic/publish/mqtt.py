@@ -172,6 +172,12 @@ class MqttSession(Sink):
         with self._lock:
             self._stopping = True
             self._queue_cond.notify_all()
+        if not self.connected and self.counters.connects == 0 and self._sender.ident is not None:
+            # Stopped right after start (SIGTERM during model load): a reachable broker still
+            # gets ``stopped``; an unreachable one costs at most a second of the stop bound.
+            end = min(deadline, time.monotonic() + 1.0)
+            while not self.connected and time.monotonic() < end:
+                time.sleep(0.02)
         if self.connected:
             try:
                 info = self.client.publish(self.topics["available"], "stopped", qos=1, retain=True)
