@@ -2,7 +2,7 @@
 # Prove the package on its real targets' userland: Debian bookworm (= Raspberry Pi OS 12, Python 3.11)
 # and trixie (= Pi OS 13, Python 3.13) arm64, run under qemu-user-static emulation on an x86 box.
 #
-#   sudo scripts/arm64_check.sh [--suites bookworm,trixie] [--short] [--cache DIR] [--fresh] [--table FILE]
+#   sudo scripts/arm64_check.sh [--suites bookworm,trixie] [--short] [--golden full|stills] [--cache DIR] [--fresh] [--table FILE]
 #
 # Per suite: a debootstrapped arm64 rootfs (built once, cached in DIR, default
 # /var/cache/edge-holistic-arm64; never inside the repo), then inside it:
@@ -13,7 +13,9 @@
 #   4. edge-holistic run --once on tests/data/clip.avi against a mosquitto inside the rootfs; every
 #      message validated against the landmarks@1 JSON Schema
 #   5. ARM-vs-x86 agreement on the committed stills (scripts/platform_agreement.py)
-# --short (CI): bookworm, steps 1 and 3 on the golden stills only.
+# --short (CI): bookworm, steps 1 and 3 on the golden stills only. --golden stills: step 3 on the
+# golden stills only (pose + holistic vs MediaPipe, holistic int8 end to end), skipping the per-model
+# int8 suite (the longest part under emulation).
 # Prints a table (markdown) at the end; --table FILE also writes it there.
 #
 # Emulation workarounds (artefacts of qemu-user, not product bugs):
@@ -27,6 +29,7 @@ set -euo pipefail
 
 SUITES=bookworm,trixie
 SHORT=0
+GOLDEN=full
 FRESH=0
 CACHE=/var/cache/edge-holistic-arm64
 TABLE_OUT=""
@@ -34,7 +37,8 @@ MIRROR="${DEBIAN_MIRROR:-http://deb.debian.org/debian}"
 while [ $# -gt 0 ]; do
   case "$1" in
     --suites) SUITES="${2:?}"; shift 2 ;;
-    --short) SHORT=1; SUITES=bookworm; shift ;;
+    --short) SHORT=1; SUITES=bookworm; GOLDEN=stills; shift ;;
+    --golden) GOLDEN="${2:?}"; shift 2 ;;
     --cache) CACHE="${2:?}"; shift 2 ;;
     --fresh) FRESH=1; shift ;;
     --table) TABLE_OUT="${2:?}"; shift 2 ;;
@@ -171,12 +175,19 @@ print(f"Python {sys.version.split()[0]}, ai-edge-litert {litert}, numpy {numpy._
   log "$suite: ${R[$suite.versions]}"
 
   local tests
-  if [ "$SHORT" = 1 ]; then
+  if [ "$GOLDEN" = stills ]; then
     tests=(tests/test_pose.py::test_agreement_with_mediapipe_static
            "tests/test_holistic.py::test_static_distance_to_mediapipe_within_limits"
            "tests/test_holistic.py::test_static_found_agreement_with_mediapipe"
            tests/test_int8.py::test_end_to_end_holistic_int8_within_one_percent_of_person_box)
   else
+    tests=(tests/test_pose.py::test_agreement_with_mediapipe_static
+           tests/test_holistic.py::test_edge_golden_matches_the_edge_images
+           "tests/test_holistic.py::test_static_distance_to_mediapipe_within_limits"
+           "tests/test_holistic.py::test_static_found_agreement_with_mediapipe"
+           tests/test_int8.py)
+  fi
+  if [ "$SHORT" = 0 ]; then
     log "$suite: models verify --load"
     t0=$(now)
     if in_root "$suite" "$VENV/bin/edge-holistic" models verify --load >"$OUT/$suite.verify.log" 2>&1; then
@@ -185,13 +196,8 @@ print(f"Python {sys.version.split()[0]}, ai-edge-litert {litert}, numpy {numpy._
       R[$suite.verify]="FAIL ($(tail -n 1 "$OUT/$suite.verify.log"))"
     fi
     R[$suite.verify_s]=$(( $(now) - t0 ))
-    tests=(tests/test_pose.py::test_agreement_with_mediapipe_static
-           tests/test_holistic.py::test_edge_golden_matches_the_edge_images
-           "tests/test_holistic.py::test_static_distance_to_mediapipe_within_limits"
-           "tests/test_holistic.py::test_static_found_agreement_with_mediapipe"
-           tests/test_int8.py)
   fi
-  log "$suite: golden tests (${#tests[@]} ids)"
+  log "$suite: golden tests ($GOLDEN: ${#tests[@]} ids)"
   t0=$(now)
   # tests run against the INSTALLED package: cwd is the tests' parent, which has no edge_holistic/
   mkdir -p "$root$WORK/t"
@@ -286,7 +292,7 @@ done
   for s in "${suite_list[@]}"; do
     v="${R[$s.versions]:-?}"
     inst="${R[$s.install]:-?} (${R[$s.install_s]:-?} s; rootfs build ${R[$s.rootfs_s]:-?} s)"
-    tst="${R[$s.tests]:-?} (${R[$s.tests_s]:-?} s)"
+    tst="${R[$s.tests]:-?} ($GOLDEN, ${R[$s.tests_s]:-?} s)"
     if [ "$SHORT" = 1 ]; then
       echo "| $s | $v | $inst | $tst | ${R[$s.status]} |"
     else
