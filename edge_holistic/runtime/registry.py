@@ -198,7 +198,10 @@ class Registry:
         )
 
     def path(self, spec: ModelSpec) -> Path:
-        return Path(spec.directory or self.models_dir) / spec.file
+        """Where this registry keeps the model ``spec`` names (a spec from another registry, e.g. a
+        copy of the models folder, is looked up here by its key, not by the folder it came from)."""
+        own = self.specs.get((spec.role, str(spec.variant), spec.precision), spec)
+        return Path(own.directory or self.models_dir) / own.file
 
     def is_user(self, spec: ModelSpec) -> bool:
         """True for a model from the user models directory (not bundled)."""
