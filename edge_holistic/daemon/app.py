@@ -214,7 +214,7 @@ class Daemon:
         now = time.monotonic()
         parts = self.control.parts
         g = parts.grabber
-        dead, critical = () if self.stopping else self.supervisor.check()
+        dead, critical = ((), ()) if self.stopping else self.supervisor.check()
         # A frame the engine failed on is progress too: the process is not wedged, and a
         # source sending only bad frames must not become a restart loop (counted instead).
         counts = engine_counts(parts.engine) if parts.engine is not None else {}

@@ -211,7 +211,8 @@ class Engine:
         self._options = self._validated(options)
         self.running_mode: RunningMode = self._options.running_mode
         self.counters = EngineCounters()
-        self._lock = threading.Lock()  # guards _pending
+        self._lock = threading.Lock()  # guards _pending (held only for the swap)
+        self._update_lock = threading.Lock()  # serialises update() calls (held while models load)
         self._pending: Optional[EngineOptions] = None
         self._tracking = TrackingState()
         self._t: Optional[_Trackers] = None
@@ -303,10 +304,11 @@ class Engine:
         fixed = set(changes) & set(FIXED_OPTIONS)
         if fixed:
             raise ValueError(f"{', '.join(sorted(fixed))} cannot change on a running engine; build a new Engine")
-        with self._lock:
-            new = self._validated(replace(self._pending or self._options, **changes))
+        with self._update_lock:  # one update at a time; the frame path never waits on this lock
+            new = self._validated(replace(self.effective_options, **changes))
             self._load(new)  # load (or find) every interpreter now, off the frame path
-            self._pending = new
+            with self._lock:
+                self._pending = new
         return new
 
     def _model_keys(self, o: EngineOptions) -> Dict[str, tuple]:
