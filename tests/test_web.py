@@ -461,7 +461,7 @@ def test_browser_live_page_and_analyze(daemon):
 
         browser.get(base + "/analyze")
         WebDriverWait(browser, 20).until(lambda b: b.find_elements(By.CSS_SELECTOR, "#a-pose option"))
-        browser.find_element(By.ID, "image").send_keys(str(PHOTO))
+        browser.find_element(By.ID, "image").send_keys(str(DATA / "images" / "COCO_val2014_000000000536.jpg"))
         browser.find_element(By.ID, "a-submit").click()
         WebDriverWait(browser, 60).until(lambda b: b.execute_script("return document.body.dataset.result"))
         WebDriverWait(browser, 10).until(lambda b: b.execute_script(
