@@ -84,7 +84,7 @@ def phase(name: str, pid: int, seconds: float, base: str = "") -> None:
     print(f"{name:<34} RSS {rss_mb(pid):6.1f} MB (peak {peak:6.1f})   daemon CPU {cpu:5.1f} %{extra}", flush=True)
 
 
-def chromium(url: str):
+def chromium(url: str, profile: str):
     from selenium import webdriver
     from selenium.webdriver.chrome.service import Service
 
@@ -92,7 +92,7 @@ def chromium(url: str):
     opts.binary_location = shutil.which("chromium") or "/usr/bin/chromium"
     for arg in ("--headless", "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
                 "--disable-background-networking", "--disable-component-update", "--disable-sync",
-                f"--user-data-dir={tempfile.mkdtemp(prefix='chromium-profile-')}", "--window-size=1280,900"):
+                f"--user-data-dir={profile}", "--window-size=1280,900"):
         opts.add_argument(arg)
     b = webdriver.Chrome(service=Service(shutil.which("chromedriver") or "/usr/bin/chromedriver"), options=opts)
     b.get(url)
@@ -127,10 +127,12 @@ def main() -> int:
         time.sleep(5)  # past start-up
         print(f"task {args.task}, source {args.source}, max_fps {args.max_fps}, {os.cpu_count()} cores")
         phase("page on, nobody watching", d.pid, args.seconds)
-        b = chromium(base + "/")
+        profile = tempfile.mkdtemp(prefix="chromium-profile-")
+        b = chromium(base + "/", profile)
         time.sleep(3)
         phase("one Chromium on the live page", d.pid, args.seconds, base)
         b.quit()
+        shutil.rmtree(profile, ignore_errors=True)
         time.sleep(2)
         phase("browser gone", d.pid, args.seconds)
         req = urllib.request.Request(base + "/api/analyze?task=holistic", data=Path(args.photo).read_bytes(),
@@ -143,6 +145,7 @@ def main() -> int:
         d.terminate()
         d.wait(15)
         log.close()
+        shutil.rmtree(tmp, ignore_errors=True)
     ms = encode_cost_ms(args.source, args.task)
     print(f"drawing + JPEG for the stream: {ms:.1f} ms CPU per frame -> {ms * 10 / 10:.1f} % of one core "
           f"at the 10 fps cap")
