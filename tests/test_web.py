@@ -347,6 +347,28 @@ def test_slow_client_is_cut_off(daemon):
     assert b"timeout_s" in reply
 
 
+def test_client_trickling_headers_is_cut_off(daemon):
+    """Headers that never end: the connection is closed (aiohttp's keep-alive timer, 2 x timeout_s)."""
+    d, web, sub = daemon
+    s = socket.create_connection(("127.0.0.1", web.port), timeout=1)
+    t0 = time.monotonic()
+    s.sendall(b"GET /api/status HTTP/1.1\r\nHost: x\r\n")
+    closed = False
+    while time.monotonic() - t0 < 4 * TIMEOUT_S + 10:
+        try:
+            s.sendall(b"X")
+            if s.recv(4096) == b"":
+                closed = True
+                break
+        except socket.timeout:
+            continue
+        except OSError:
+            closed = True
+            break
+    s.close()
+    assert closed, "a client sending endless headers was never disconnected"
+
+
 def test_daemon_keeps_publishing_after_bad_inputs(daemon):
     d, web, sub = daemon
     with concurrent.futures.ThreadPoolExecutor(4) as ex:
