@@ -480,6 +480,13 @@ def test_browser_live_page_and_analyze(daemon):
         assert browser.find_element(By.ID, "n-mqtt").text == "connected"
         WebDriverWait(browser, 10).until(lambda b: "pose_landmark_lite" in b.find_element(By.ID, "models").text)
         browser.save_screenshot(str(SCREENSHOTS / "edge_holistic_live.png"))
+        # The page's pause control goes through /api/cmd to the daemon and back in the numbers.
+        WebDriverWait(browser, 10).until(lambda b: b.find_element(By.ID, "c-pause").text == "Pause")
+        browser.find_element(By.ID, "c-pause").click()
+        WebDriverWait(browser, 15).until(lambda b: b.find_element(By.ID, "n-state").text == "paused")
+        assert web.get_json("/api/status")[1]["state"] == "paused"
+        browser.find_element(By.ID, "c-pause").click()
+        WebDriverWait(browser, 15).until(lambda b: b.find_element(By.ID, "n-state").text == "running")
 
         browser.get(base + "/analyze")
         WebDriverWait(browser, 20).until(lambda b: b.find_elements(By.CSS_SELECTOR, "#a-pose option"))
