@@ -347,6 +347,28 @@ def test_slow_client_is_cut_off(daemon):
     assert b"timeout_s" in reply
 
 
+def test_client_trickling_headers_is_cut_off(daemon):
+    """Headers that never end: the connection is closed (aiohttp's keep-alive timer, 2 x timeout_s)."""
+    d, web, sub = daemon
+    s = socket.create_connection(("127.0.0.1", web.port), timeout=1)
+    t0 = time.monotonic()
+    s.sendall(b"GET /api/status HTTP/1.1\r\nHost: x\r\n")
+    closed = False
+    while time.monotonic() - t0 < 4 * TIMEOUT_S + 10:
+        try:
+            s.sendall(b"X")
+            if s.recv(4096) == b"":
+                closed = True
+                break
+        except socket.timeout:
+            continue
+        except OSError:
+            closed = True
+            break
+    s.close()
+    assert closed, "a client sending endless headers was never disconnected"
+
+
 def test_daemon_keeps_publishing_after_bad_inputs(daemon):
     d, web, sub = daemon
     with concurrent.futures.ThreadPoolExecutor(4) as ex:
@@ -458,10 +480,17 @@ def test_browser_live_page_and_analyze(daemon):
         assert browser.find_element(By.ID, "n-mqtt").text == "connected"
         WebDriverWait(browser, 10).until(lambda b: "pose_landmark_lite" in b.find_element(By.ID, "models").text)
         browser.save_screenshot(str(SCREENSHOTS / "edge_holistic_live.png"))
+        # The page's pause control goes through /api/cmd to the daemon and back in the numbers.
+        WebDriverWait(browser, 10).until(lambda b: b.find_element(By.ID, "c-pause").text == "Pause")
+        browser.find_element(By.ID, "c-pause").click()
+        WebDriverWait(browser, 15).until(lambda b: b.find_element(By.ID, "n-state").text == "paused")
+        assert web.get_json("/api/status")[1]["state"] == "paused"
+        browser.find_element(By.ID, "c-pause").click()
+        WebDriverWait(browser, 15).until(lambda b: b.find_element(By.ID, "n-state").text == "running")
 
         browser.get(base + "/analyze")
         WebDriverWait(browser, 20).until(lambda b: b.find_elements(By.CSS_SELECTOR, "#a-pose option"))
-        browser.find_element(By.ID, "image").send_keys(str(PHOTO))
+        browser.find_element(By.ID, "image").send_keys(str(DATA / "images" / "COCO_val2014_000000000536.jpg"))
         browser.find_element(By.ID, "a-submit").click()
         WebDriverWait(browser, 60).until(lambda b: b.execute_script("return document.body.dataset.result"))
         WebDriverWait(browser, 10).until(lambda b: b.execute_script(

@@ -262,5 +262,6 @@ def test_without_token_nothing_needs_one_and_healthz_reports_the_reason():
         assert status == 404 and "no frame" in json.loads(body)["error"]
         status, body = get("/nowhere")
         assert status == 404 and json.loads(body)["status"] == 404
+        assert get("/stream.mjpg", "HEAD")[0] == 405  # an endless body has no HEAD
     finally:
         server.stop()

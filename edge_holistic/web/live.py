@@ -69,7 +69,9 @@ class FrameHub:
             pass
 
     # -- server loop -----------------------------------------------------------------------
-    def _encode(self, rgb: Any, result: Any) -> Optional[bytes]:
+    @staticmethod
+    def encode_frame(rgb: Any, result: Any) -> Optional[bytes]:
+        """One stream frame: scaled to STREAM_MAX_WIDTH, annotated, JPEG."""
         import cv2
 
         from ..draw import draw_result
@@ -90,7 +92,7 @@ class FrameHub:
             if item is None:
                 continue
             try:
-                jpeg = await self.loop.run_in_executor(self.executor, self._encode, *item)
+                jpeg = await self.loop.run_in_executor(self.executor, self.encode_frame, *item)
             except Exception as e:  # noqa: BLE001 - a bad frame must not end the stream
                 log.warning("mjpeg: cannot encode a frame: %s", e)
                 continue

@@ -463,11 +463,11 @@ def build_app(view: Any, cfg: Any, token: Optional[str], executor: Any, defaults
     r.add_get("/api/stats", api_stats)
     r.add_get("/api/latest", api_latest)
     r.add_get("/api/options", api_options)
-    r.add_get("/api/events", api_events)
+    r.add_get("/api/events", api_events, allow_head=False)  # endless bodies: no HEAD
     r.add_post("/api/cmd", api_cmd)
     r.add_post("/api/login", api_login)
     r.add_post("/api/analyze", api_analyze)
-    r.add_get("/stream.mjpg", stream_mjpeg)
+    r.add_get("/stream.mjpg", stream_mjpeg, allow_head=False)
     r.add_get("/healthz", healthz)
     r.add_get("/metrics", metrics)
     return app, ctx

@@ -89,7 +89,11 @@ class WebServer:
 
         self._stopping = asyncio.Event()
         app, self.ctx = build_app(self.view, self.cfg, self.token, self.executor, self.defaults)
-        self._runner = web.AppRunner(app, access_log=None, handle_signals=False, shutdown_timeout=2.0)
+        # keepalive_timeout also closes a connection whose request headers never complete
+        # (aiohttp arms it when the connection opens): a client trickling headers is cut
+        # off after it, like one trickling a body is after timeout_s (408).
+        self._runner = web.AppRunner(app, access_log=None, handle_signals=False, shutdown_timeout=2.0,
+                                     keepalive_timeout=max(5.0, 2 * float(self.cfg.timeout_s)))
         await self._runner.setup()
         site = web.TCPSite(self._runner, self.host, self.port, reuse_address=True)
         try:
