@@ -4,6 +4,7 @@ from __future__ import annotations
 import os
 import subprocess
 import sys
+import tempfile
 from pathlib import Path
 
 import cv2
@@ -17,6 +18,8 @@ CLIP = DATA / "clip.avi"
 
 # Keep LiteRT's one-line INFO banner out of captured output.
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+# Only the bundled models: a user models directory on the test machine must not change results.
+os.environ["EDGE_HOLISTIC_MODELS_DIR"] = tempfile.mkdtemp(prefix="edge-holistic-test-user-models-")
 
 
 def load_rgb(name: str) -> np.ndarray:

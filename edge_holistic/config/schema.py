@@ -155,6 +155,33 @@ class HealthConfig:
 
 
 @dataclass
+class HttpConfig:
+    """The web page and HTTP API inside the daemon (live view, analyze, /healthz, /metrics)."""
+
+    enabled: bool = opt(True, "serve the web page and HTTP API")
+    host: str = opt("127.0.0.1", "address to bind; beyond loopback needs token_file or allow_anonymous",
+                    pattern=r"^\S+$")
+    port: int = opt(8080, "TCP port", min=1, max=65535)
+    token_file: str = opt("", "file whose first line is the Bearer token; then every path but /healthz "
+                          "and /metrics needs it")
+    allow_anonymous: bool = opt(False, "allow a non-loopback bind without a token (trusted networks only)")
+    max_upload_mb: float = opt(10.0, "largest accepted upload, MB (refused while it streams in)", gt=0, max=200)
+    max_side: int = opt(1920, "uploads with a longer side are scaled down before inference", min=64, max=8192)
+    timeout_s: float = opt(10.0, "analyze: longest wait to start, and longest upload time, seconds",
+                           gt=0, max=600)
+
+
+@dataclass
+class HomeAssistantConfig:
+    """Home Assistant MQTT discovery (docs/homeassistant.md)."""
+
+    enabled: bool = opt(True, "announce this device to Home Assistant (MQTT discovery) on every connect")
+    discovery_prefix: str = opt("homeassistant", "Home Assistant's discovery prefix (its MQTT integration setting)",
+                                pattern=TOPIC_PREFIX_PATTERN)
+    snapshot: bool = opt(False, "also announce an image entity: an annotated JPEG snapshot, at most one a second")
+
+
+@dataclass
 class Config:
     """The whole file. ``device_id`` names this device in topics and the client id."""
 
@@ -166,6 +193,8 @@ class Config:
     pipeline: PipelineConfig = opt(PipelineConfig, "models and inference")
     mqtt: MqttConfig = opt(MqttConfig, "broker and topics")
     health: HealthConfig = opt(HealthConfig, "self-checks")
+    http: HttpConfig = opt(HttpConfig, "web page and HTTP API")
+    homeassistant: HomeAssistantConfig = opt(HomeAssistantConfig, "Home Assistant discovery")
 
     # Filled by the loader, never from the file.
     path: Optional[str] = field(default=None, metadata={"internal": True})

@@ -113,6 +113,10 @@ class MqttSession(Sink):
         self._cmd_t = time.monotonic()
         self._cmd_dropped_unreported = 0
         self._cmd_next_report = 0.0
+        # Extra parts (Home Assistant discovery...) hook in here instead of editing the session.
+        self._connect_listeners: list = []
+        self._subscriptions: Dict[str, int] = {}
+        self._stop_listeners: list = []
 
         protocol = mqtt.MQTTv5 if m.protocol == "5" else mqtt.MQTTv311
         self.client = mqtt.Client(callback_api_version=mqtt.CallbackAPIVersion.VERSION2,
@@ -159,6 +163,11 @@ class MqttSession(Sink):
 
     def stop(self, timeout: float = 3.0) -> None:
         """Publish ``stopped``, flush what can be flushed within ``timeout``, disconnect."""
+        for fn in list(self._stop_listeners):  # parts living as long as this session end first
+            try:
+                fn()
+            except Exception as e:  # noqa: BLE001 - best effort at exit
+                log.debug("MQTT stop listener %r failed: %s", fn, e)
         deadline = time.monotonic() + timeout
         with self._lock:
             self._stopping = True
@@ -190,6 +199,33 @@ class MqttSession(Sink):
     def sender_alive(self) -> bool:
         """False when the QoS>=1 sender thread has died (for supervision)."""
         return self._sender.is_alive() or not self._sender.ident or self._stopping
+    # -- hooks for other parts ------------------------------------------------------------
+    def add_connect_listener(self, fn: Callable[[], None]) -> Callable[[], None]:
+        """Call ``fn()`` on paho's thread after every (re)connect, once status/online are out.
+
+        Returns a function that removes it. Keep ``fn`` short; use ``send`` to publish.
+        """
+        self._connect_listeners.append(fn)
+        if self.connected:  # added late: catch up with the connect that already happened
+            fn()
+        return lambda: self._connect_listeners.remove(fn) if fn in self._connect_listeners else None
+
+    def add_stop_listener(self, fn: Callable[[], None]) -> None:
+        """Call ``fn()`` when the session is being stopped, before it goes (a reload builds a new one)."""
+        self._stop_listeners.append(fn)
+
+    def subscribe(self, topic: str, callback: Callable[[str, bytes], None], qos: int = 1) -> None:
+        """Subscribe ``topic`` now and on every reconnect; ``callback(topic, payload)`` on paho's thread."""
+        def on_message(client, userdata, message) -> None:
+            try:
+                callback(message.topic, bytes(message.payload))
+            except Exception as e:  # noqa: BLE001 - nothing a client sends may stop the daemon
+                log.error("MQTT handler for %s failed: %s", message.topic, e)
+
+        self._subscriptions[topic] = qos
+        self.client.message_callback_add(topic, on_message)
+        if self.connected:
+            self.client.subscribe(topic, qos=qos)
 
     # -- paho callbacks (paho's thread: keep short) -------------------------------------
     def _on_connect(self, client, userdata, flags, reason_code, properties) -> None:
@@ -208,6 +244,15 @@ class MqttSession(Sink):
         with self._lock:  # the sender publishes them first, retrying until paho has them
             self._control = ["status", "online"]
             self._queue_cond.notify_all()
+        self._publish_now(self.topics["status"], self._status_payload(), qos=1, retain=True)
+        client.publish(self.topics["available"], "online", qos=1, retain=True)
+        for topic, qos in list(self._subscriptions.items()):
+            client.subscribe(topic, qos=qos)
+        for fn in list(self._connect_listeners):
+            try:
+                fn()
+            except Exception as e:  # noqa: BLE001 - a listener must not break the connect
+                log.error("MQTT on-connect listener %r failed: %s", fn, e)
         log.info("MQTT: connected to %s:%d%s", self.cfg.mqtt.host, self.cfg.mqtt.port,
                  f" (reconnect #{self.counters.reconnects})" if self.counters.reconnects else "")
 
