@@ -34,7 +34,8 @@ def test_install_upgrade_site_switch_uninstall_in_a_shared_prefix(tmp_path):
     if not (ROOTFS / ".complete").is_file():
         pytest.skip(f"no cached bookworm rootfs in {ROOTFS} (tests/test_container.py builds it)")
     root = Path("/var/tmp") / f"edge-holistic-install-test-{os.getpid()}"
-    shutil.copytree(ROOTFS, root, symlinks=True)
+    # cp -a, not shutil.copytree: the rootfs has device nodes (/dev/zero...), which copytree would read
+    subprocess.run(["cp", "-a", str(ROOTFS), str(root)], check=True)
     mounts = []
     try:
         subprocess.run(["mount", "-t", "proc", "proc", str(root / "proc")], check=True)
