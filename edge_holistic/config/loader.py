@@ -138,7 +138,9 @@ def _check_scalar(value: Any, tp: Any, meta: Mapping[str, Any]) -> Tuple[Any, Op
         return value, f"must be > {meta['gt']}, got {value!r}"
     if "max" in meta and value > meta["max"]:
         return value, f"must be <= {meta['max']}, got {value!r}"
-    if "pattern" in meta and not re.search(meta["pattern"], value):
+    if "pattern" in meta and not re.fullmatch(meta["pattern"], value):  # fullmatch: "$" would let a trailing newline in
+        if meta.get("pattern_doc"):
+            return value, f"invalid value {value!r}: {meta['pattern_doc']}"
         return value, f"invalid value {value!r} (must match {meta['pattern']})"
     return value, None
 

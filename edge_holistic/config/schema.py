@@ -10,9 +10,16 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Any, Optional, Union
 
-# Safe in an MQTT topic level and in a client id: no '/', '+', '#', spaces.
+# Safe in an MQTT topic level and in a client id: no '/', '+', '#', '$', spaces, NUL.
 ID_PATTERN = r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,63}$"
-TOPIC_PREFIX_PATTERN = r"^[^/+#\s][^+#\s]*(?<!/)$"
+# Levels separated by '/'; no wildcard ('+', '#'), no NUL or white space, no empty level
+# at either end, and no leading '$' (topics starting with '$' are the broker's, e.g. $SYS:
+# subscribers using '#' would never see ours).
+TOPIC_PREFIX_DOC = ("a topic prefix must not start with '$' (broker topics) or '/', end with '/', "
+                    "or contain the wildcards '+' or '#', white space or NUL")
+ID_DOC = ("1-64 letters, digits, '_', '.' or '-', starting with a letter or digit (it becomes a topic "
+          "level and the client id: no '$', '+', '#', '/', white space or NUL)")
+TOPIC_PREFIX_PATTERN = r"^[^/+#$\s\x00][^+#\s\x00]*(?<!/)$"
 
 
 def opt(default: Any, doc: str, **rules: Any) -> Any:
@@ -105,7 +112,7 @@ class MqttConfig:
     host: str = opt("localhost", "broker host name or address", pattern=r"^\S+$")
     port: int = opt(1883, "broker port", min=1, max=65535)
     topic_prefix: str = opt("edge_holistic", "topics are {topic_prefix}/{device_id}/...",
-                            pattern=TOPIC_PREFIX_PATTERN)
+                            pattern=TOPIC_PREFIX_PATTERN, pattern_doc=TOPIC_PREFIX_DOC)
     client_id: str = opt("", "MQTT client id; empty = edge-holistic-{device_id}. Must be unique per broker",
                          pattern=r"^$|" + ID_PATTERN)
     protocol: str = opt("3.1.1", "MQTT protocol version: 5 | 3.1.1", choices=("5", "3.1.1"), as_str=True)
@@ -118,6 +125,9 @@ class MqttConfig:
     max_rate: float = opt(0.0, "cap on landmarks messages per second; 0 = one per processed frame",
                           min=0, max=1000)
     only_with_person: bool = opt(False, "publish landmarks only for frames where a person was found")
+    max_unsent_kb: int = opt(1024, "QoS 0 bytes handed to the MQTT client but not yet written to the "
+                             "network; above this landmarks are dropped and counted (slow uplink)",
+                             min=16, max=1048576)
     queue_size: int = opt(100, "bound of the QoS>=1 outgoing queue (oldest dropped and counted)",
                           min=1, max=100000)
     reconnect_min_delay: float = opt(1.0, "first reconnect delay, seconds (doubles up to the max)",
@@ -166,7 +176,7 @@ class Config:
     """The whole file. ``device_id`` names this device in topics and the client id."""
 
     device_id: str = opt("edge-holistic", "this device's name in topics and the MQTT client id",
-                         pattern=ID_PATTERN)
+                         pattern=ID_PATTERN, pattern_doc=ID_DOC)
     log_level: str = opt("info", "debug | info | warning | error",
                          choices=("debug", "info", "warning", "error"))
     source: SourceConfig = opt(SourceConfig, "frame source")

@@ -170,6 +170,7 @@ class Daemon:
             lambda: self.control.parts.cfg.health.memory_check_interval, self.control.post_shed,
             self._memory_hard, lambda: status_line(self.metrics, self.control, self.health_thread.last),
             self.metrics.thread_died)
+        self.health_thread.on_change = self._mark_status
         self._status_due = False
         self._next_stats = 0.0
         self._engine_done = 0
@@ -302,6 +303,8 @@ class Daemon:
         signal.signal(signal.SIGTERM, on_stop)
         signal.signal(signal.SIGINT, on_stop)
         signal.signal(signal.SIGHUP, on_hup)
+        if _EARLY_STOP and not self.stop_signal:
+            self.stop_signal = _EARLY_STOP[0]
 
     # -- start / run / stop ------------------------------------------------------------------
     def run(self) -> int:
@@ -414,10 +417,17 @@ def setup_logging(level: str) -> None:
                         format="%(asctime)s %(levelname)s %(name)s: %(message)s", force=True)
 
 
+_EARLY_STOP: list = []  # signals that arrived before Daemon._install_signals
+
+
 def main(args: argparse.Namespace) -> int:
     from .. import __version__
     from ..config import ConfigError, load_config
 
+    # SIGTERM before the daemon's own handlers exist (imports, config, models: seconds on a Pi)
+    # must still mean a clean stop, not death by the default action.
+    for sig in (signal.SIGTERM, signal.SIGINT):
+        signal.signal(sig, lambda signum, frame: _EARLY_STOP.append(signum))
     path = args.config or default_config_path()
     try:
         overrides = cli_overrides(args)
