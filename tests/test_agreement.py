@@ -73,6 +73,23 @@ def test_normalised_coordinates_scale_by_frame_size():
     assert cmp["face"].found_a is False and cmp["face"].distances is None
 
 
+def test_pose_counts_only_points_either_side_sees():
+    xy = _square(33, 0.2, 0.2, 0.4)  # 100x100 frame: box 40x40 px
+    a, b = _pose(xy), _pose(xy.copy())
+    b.landmarks[10:, 0] += 0.5  # points 10.. moved 50 px in B ...
+    a.landmarks[:5, 3] = 0.9  # ... but only 0-4 (A) and 5 (B) are visible
+    b.landmarks[5, 3] = 0.9
+    cmp = compare_results(_result(pose=a), _result(pose=b))
+    np.testing.assert_array_equal(cmp["pose"].distances, np.zeros(6))
+    b.landmarks[5, 0] += 0.04  # a visible point (the centre) moves 4 px; both boxes stay 40x40 px
+    d = compare_results(_result(pose=a), _result(pose=b))["pose"].distances
+    np.testing.assert_allclose(d, [0, 0, 0, 0, 0, 4.0 / np.hypot(40, 40) * 100], rtol=1e-5, atol=1e-6)
+    b.landmarks[0, :2] -= 0.1  # a visible corner moves 10 px out: B's box 50x50, the boxes' mean diagonal grows
+    d = compare_results(_result(pose=a), _result(pose=b))["pose"].distances
+    np.testing.assert_allclose(d[0], np.hypot(10, 10) / ((np.hypot(40, 40) + np.hypot(50, 50)) / 2) * 100,
+                               rtol=1e-5)
+
+
 def test_different_frame_sizes_refused():
     with pytest.raises(ValueError, match="different frame sizes"):
         compare_results(_result(100, 100), _result(100, 50))
