@@ -109,3 +109,23 @@ def test_pool_releases_idle_but_never_in_use(registry):
     m2 = pool.get("pose_landmark", "lite", "float16", 1)
     assert m2 is not m1
     np.testing.assert_array_equal(a, m2.run(x, idx)[0])
+
+
+def test_pool_scope_has_own_slots_and_releases_only_its_own(registry):
+    """The A/B shadow shares the daemon's pool: same model, separate interpreters (two threads
+    never invoke one), kept while in use by either owner, dropped at once when the scope closes."""
+    pool = ModelPool(registry, idle_release_s=0.0)
+    main = pool.get("pose_landmark", "lite", "float16", 1)
+    scope = pool.scoped("shadow")
+    mine = scope.get("pose_landmark", "lite", "float16", 1)
+    assert mine is not main and scope.registry is registry
+    pool.retain([id(main)])
+    scope.retain([id(mine)])
+    assert pool.release_idle() == []  # both in use, by different owners
+    pool.retain([id(main)])  # the primary re-declares: the shadow's stays declared
+    assert pool.release_idle() == []
+    assert [key[4] for key, _, _ in scope.loaded()] == ["shadow/main"]
+    assert scope.close() == ["pose_landmark_lite@float16"]
+    assert [key[4] for key, _, _ in pool.loaded()] == ["main"]
+    with pytest.raises(ValueError, match="scope name"):
+        pool.scoped("main")
