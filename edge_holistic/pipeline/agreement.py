@@ -185,7 +185,8 @@ class AgreementAccumulator:
         self._frames: Deque[Tuple[Dict[str, PartComparison], float, float]] = deque(maxlen=self.window)
         self.frames_total = 0
         self.fps: Dict[str, Optional[float]] = {"a": None, "b": None}
-        self.counters: Dict[str, int] = {"offered": 0, "compared": 0, "dropped": 0, "skipped_cpu": 0, "errors": 0}
+        self.counters: Dict[str, int] = {"offered": 0, "compared": 0, "warmup": 0, "dropped": 0,
+                                         "skipped_cpu": 0, "errors": 0}
 
     def add(self, a: FrameResult, b: FrameResult) -> Dict[str, PartComparison]:
         """Compare one frame's two results; latency is each result's ``latency_ms["total"]``."""
