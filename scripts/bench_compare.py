@@ -13,7 +13,7 @@ MediaPipe through ``scripts/mp_reference_worker.py bench`` in its throwaway venv
 ours through ``edge-holistic bench --json``. Thread philosophy, the same on both
 sides: one XNNPACK thread per model (what MediaPipe's CPU inference calculator uses
 on desktop Linux by default) and concurrency across independent stages (MediaPipe's
-graph scheduler; our FrameStream and the face/hands split).
+graph scheduler; our Engine's overlapped video mode).
 
 Then agreement on the same clip: MediaPipe's tracking outputs (the worker's ``clip``
 mode) against ours, per part, as the median over frames of the per-frame median
@@ -93,16 +93,12 @@ def mp_bench(video: Path, setting: str, frames: Optional[int]) -> Dict[str, Any]
 def our_tracking(video: Path, frames: Optional[int], task: str, threads: int, precision: str = "float") -> List[Any]:
     """Our per-frame results on the clip, tracking mode, the way bench runs it (schedule auto)."""
     from edge_holistic.bench import load_frames
-    from edge_holistic.pipeline import Pipeline, PipelineOptions
-    from edge_holistic.pipeline.stream import FrameStream
+    from edge_holistic.pipeline import Engine, EngineOptions
 
     rgb = load_frames(str(video), frames)
-    pipe = Pipeline(PipelineOptions(task=task, pose_model="full", hand_model="full", threads=threads,
-                                    precision=precision))
-    with FrameStream(pipe) as stream:
-        out = list(stream.run((f, i / 30.0) for i, f in enumerate(rgb)))
-    pipe.close()
-    return out
+    with Engine(EngineOptions(task=task, pose_model="full", hand_model="full", threads=threads,
+                              precision=precision)) as engine:
+        return list(engine.run((f, i / 30.0) for i, f in enumerate(rgb)))
 
 
 def agreement(results: Sequence[Any], ref_dir: Path, name: str, parts: Sequence[str]) -> Dict[str, Dict[str, Any]]:

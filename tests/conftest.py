@@ -47,22 +47,24 @@ def registry():
 
 @pytest.fixture(scope="session")
 def make_pipeline(registry):
-    """Factory returning a fresh Pipeline; models are shared through one pool per session."""
-    from edge_holistic.pipeline import Pipeline, PipelineOptions
+    """Factory returning a fresh Engine (``EngineOptions`` keywords, default video mode);
+    models are shared through one pool per session unless ``own_pool``."""
+    import weakref
+
+    from edge_holistic.pipeline import Engine, EngineOptions
     from edge_holistic.runtime.pool import ModelPool
 
     pool = ModelPool(registry)
-    made = []
+    made = weakref.WeakSet()
 
     def make(own_pool: bool = False, **kw):
-        p = Pipeline(PipelineOptions(**kw), registry=registry, pool=ModelPool(registry) if own_pool else pool)
-        made.append(p)
-        return p
+        e = Engine(EngineOptions(**kw), registry=registry, pool=ModelPool(registry) if own_pool else pool)
+        made.add(e)
+        return e
 
     yield make
-    for p in made:
-        if p._executor is not None:
-            p._executor.shutdown(wait=True)
+    for e in list(made):
+        e.close()
 
 
 @pytest.fixture(scope="session")
