@@ -5,16 +5,20 @@ driver queue) that is not read keeps delivering ever older frames. Reading in
 the background and overwriting the single slot means the pipeline always gets
 the freshest frame; overwritten frames are counted as dropped.
 
-For recorded sources played "as fast as possible" (``realtime: false``) the
-grabber waits for each frame to be taken instead, so nothing is dropped.
+For recorded sources played "as fast as possible" (``realtime: false``) nothing may
+be dropped, but decoding must not wait for processing either: the thread decodes
+ahead into a small bounded queue (``LOSSLESS_AHEAD`` frames) and waits only when it is
+full. Before, it decoded one frame and waited until it was taken — lock-step, which
+cost the daemon half its pose fps on a 720p file (bench 108 fps, daemon 55; issue 9).
 """
 from __future__ import annotations
 
 import logging
 import threading
 import time
+from collections import deque
 from dataclasses import asdict, dataclass
-from typing import Callable, Dict, Optional
+from typing import Callable, Deque, Dict, Optional
 
 import numpy as np
 
@@ -24,6 +28,7 @@ log = logging.getLogger("edge_holistic.camera")
 
 BACKOFF_MIN = 0.5
 BACKOFF_MAX = 30.0
+LOSSLESS_AHEAD = 4  # decoded frames waiting for the engine (a 720p RGB frame is 2.7 MB)
 
 
 @dataclass
@@ -67,32 +72,39 @@ class FrameGrabber:
         self._on_event = on_event or (lambda kind, text: None)
         self._cond = threading.Condition()
         self._stop = threading.Event()
-        self._frame: Optional[Frame] = None
-        self._taken = True
+        self._frames: Deque[Frame] = deque()  # live: at most the newest one; lossless: up to LOSSLESS_AHEAD
+        self._ahead = LOSSLESS_AHEAD if self.lossless else 1
         self._seq = 0
-        self._last_frame_t = time.monotonic()
-        self._thread = threading.Thread(target=self._run, name="capture", daemon=True)
+        self._last_frame_t = time.monotonic()  # the last real frame: what "source down" is judged by
+        self._stall_from = self._last_frame_t  # the last frame or (re)open: what a stall is timed from
+        self.thread = threading.Thread(target=self._run, name="capture", daemon=True)
 
     # -- consumer side ------------------------------------------------------------------
     def start(self) -> "FrameGrabber":
-        self._thread.start()
+        self.thread.start()
         return self
 
     def get(self, timeout: float) -> Optional[Frame]:
-        """The newest frame not yet taken, waiting up to ``timeout``; None if none came."""
+        """The next frame (live: the newest not yet taken), waiting up to ``timeout``; None if none came."""
         deadline = time.monotonic() + timeout
         with self._cond:
-            while self._taken and not self._stop.is_set() and not self.ended.is_set():
+            while not self._frames and not self._stop.is_set() and not self.ended.is_set():
                 left = deadline - time.monotonic()
                 if left <= 0:
                     return None
                 self._cond.wait(left)
-            if self._taken:
+            if not self._frames:
                 return None
-            self._taken = True
+            frame = self._frames.popleft()
             self.counters.processed += 1
             self._cond.notify_all()
-            return self._frame
+            return frame
+
+    @property
+    def waiting(self) -> int:
+        """Frames decoded and not yet taken."""
+        with self._cond:
+            return len(self._frames)
 
     @property
     def last_frame_age(self) -> float:
@@ -103,8 +115,9 @@ class FrameGrabber:
         self._stop.set()
         with self._cond:
             self._cond.notify_all()
-        self._thread.join(timeout)
-        if self._thread.is_alive():
+        if self.thread.ident is not None:  # built but never started (a reload that was rejected): no join
+            self.thread.join(timeout)
+        if self.thread.is_alive():
             log.warning("capture thread did not stop within %.1f s (source blocked in read)", timeout)
         else:
             self.source.close()
@@ -134,7 +147,7 @@ class FrameGrabber:
             log.info("reopened %s (reopen #%d)", self.source.description, self.counters.reopens)
             self._on_event("reopened", self.source.description)
         self.state = "running"
-        self._last_frame_t = time.monotonic()
+        self._stall_from = time.monotonic()
         return True
 
     def _close_for_reopen(self) -> None:
@@ -180,7 +193,7 @@ class FrameGrabber:
             now = time.monotonic()
             if rgb is None:
                 self.counters.bad_frames += 1
-                if now - self._last_frame_t > self.stall_timeout:
+                if now - self._stall_from > self.stall_timeout:
                     self.counters.stalls += 1
                     self.last_error = f"no frame for {now - self._last_frame_t:.1f} s"
                     log.warning("%s: no frame for %.1f s (stall #%d); reopening in %.1f s",
@@ -193,16 +206,15 @@ class FrameGrabber:
                     backoff = min(backoff * 2, BACKOFF_MAX)
                 continue
             backoff = BACKOFF_MIN
-            self._last_frame_t = now
+            self._last_frame_t = self._stall_from = now
             with self._cond:
                 self._seq += 1
-                if not self._taken:
+                if not self.lossless and self._frames:
+                    self._frames.clear()  # live: the newer frame wins
                     self.counters.dropped += 1
-                self._frame = Frame(rgb=rgb, seq=self._seq, t_capture=now, wall_ts=time.time())
-                self._taken = False
+                self._frames.append(Frame(rgb=rgb, seq=self._seq, t_capture=now, wall_ts=time.time()))
                 self.counters.captured += 1
                 self._cond.notify_all()
-                if self.lossless:
-                    while not self._taken and not self._stop.is_set():
-                        self._cond.wait(0.5)
+                while self.lossless and len(self._frames) >= self._ahead and not self._stop.is_set():
+                    self._cond.wait(0.5)  # decoded far enough ahead: wait for the engine to take one
         self.state = "stopped"

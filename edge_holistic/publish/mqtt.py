@@ -94,7 +94,11 @@ class MqttSession(Sink):
         m = self.cfg.mqtt
         log.info("MQTT: connecting to %s:%d as %s (topics under %s/)", m.host, m.port, self.cfg.client_id, self.base)
         self.client.connect_async(m.host, m.port, keepalive=m.keepalive)
+        before = set(threading.enumerate())
         self.client.loop_start()
+        # paho's network thread, found without touching paho's private fields: the one new thread.
+        new = [t for t in threading.enumerate() if t not in before]
+        self._network_thread = new[0] if len(new) == 1 else None
         self._sender.start()
 
     def stop(self, timeout: float = 3.0) -> None:
@@ -241,6 +245,10 @@ class MqttSession(Sink):
 
     def publish_cmd_result(self, result: Dict[str, Any]) -> None:
         self.send(self.topics["cmd/result"], json.dumps(result, separators=(",", ":")).encode(), qos=1)
+
+    def threads(self) -> Dict[str, Optional[threading.Thread]]:
+        """This session's threads, for the daemon's thread supervisor."""
+        return {"mqtt-network": getattr(self, "_network_thread", None), "mqtt-sender": self._sender}
 
     @property
     def queue_len(self) -> int:
