@@ -20,7 +20,8 @@ import time
 from dataclasses import dataclass
 from typing import List, Sequence, Tuple
 
-from .analyze import int_arg, threads_arg
+from .analyze import int_arg
+from .pipeline import settings
 
 EXIT_OK = 0
 EXIT_USAGE = 2
@@ -51,9 +52,12 @@ def parse_side(text: str) -> Side:
         raise argparse.ArgumentTypeError(
             f"expected POSE[/HAND][@PRECISION] such as full@float or lite@int8, got {text!r}")
     precision = precision or "float"
-    if precision not in ("float", "float16", "int8", "auto"):
-        raise argparse.ArgumentTypeError(f"unknown precision {precision!r} in {text!r}; valid: float, int8, auto")
-    return Side(pose, hand or HAND_FOR_POSE.get(pose, "full"), precision)
+    try:  # the one settings table: the same names the config and MQTT commands accept
+        return Side(settings.validate("pose_model", pose),
+                    settings.validate("hand_model", hand or HAND_FOR_POSE.get(pose, "full")),
+                    settings.validate("precision", precision))
+    except ValueError as e:
+        raise argparse.ArgumentTypeError(f"{e} (in {text!r})") from None
 
 
 def add_arguments(p: argparse.ArgumentParser) -> None:
@@ -63,32 +67,33 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
                    help="model set A, the reference (default: full@float)")
     p.add_argument("--b", dest="b", type=parse_side, default=parse_side("lite@int8"), metavar="POSE[/HAND]@PREC",
                    help="model set B, the candidate (default: lite@int8)")
-    p.add_argument("--task", choices=("pose", "holistic"), default="pose", help="what to compute (default: pose)")
-    p.add_argument("--threads", default=2, type=threads_arg, help="interpreter threads per model, or 'auto' (default: 2)")
+    settings.add_arguments(p, ("task", "threads"))
     p.add_argument("--frames", type=int_arg(1), default=None, metavar="N", help="use at most the first N frames")
     p.add_argument("--warmup", type=int_arg(0), default=3, metavar="N",
                    help="untimed frames per side first; the timed pass restarts at frame 0 (default: 3)")
     p.add_argument("--json", action="store_true", help="print one shadow@1 JSON line instead of the table")
 
 
-def run_side(frames: Sequence["object"], side: Side, task: str, threads, warmup: int) -> Tuple[List["object"], float, "object"]:
-    """Run one model set over every frame in tracking mode; (results, fps, effective options)."""
-    from .pipeline import Pipeline, PipelineOptions
-    from .pipeline.stream import FrameStream, reset_tracking
+def run_side(frames: Sequence["object"], side: Side, task: str, threads, warmup: int,
+             pool=None) -> Tuple[List["object"], float, "object"]:
+    """Run one model set over every frame (an Engine in video mode: tracking, consecutive
+    frames overlapped, none dropped); (results, fps, effective options)."""
+    from .pipeline import Engine, EngineOptions, RunningMode
 
-    pipe = Pipeline(PipelineOptions(task=task, pose_model=side.pose_model, hand_model=side.hand_model,
-                                    precision=side.precision, threads=threads, static_image_mode=False))
+    engine = Engine(EngineOptions(running_mode=RunningMode.VIDEO, task=task, pose_model=side.pose_model,
+                                  hand_model=side.hand_model, precision=side.precision, threads=threads),
+                    pool=pool)
     try:
-        for i, rgb in enumerate(frames[:warmup]):
-            pipe.process(rgb, i / FRAME_RATE)
-        reset_tracking(pipe)
+        if warmup:
+            for _ in engine.run((rgb, i / FRAME_RATE) for i, rgb in enumerate(frames[:warmup])):
+                pass
+            engine.reset()  # the timed pass starts the clip again at frame 0, tracking nothing
         t0 = time.perf_counter()
-        with FrameStream(pipe, schedule="auto") as stream:
-            results = list(stream.run((rgb, i / FRAME_RATE) for i, rgb in enumerate(frames)))
+        results = list(engine.run((rgb, i / FRAME_RATE) for i, rgb in enumerate(frames)))
         wall = time.perf_counter() - t0
-        options = pipe.effective_options
+        options = engine.effective_options
     finally:
-        pipe.close()
+        engine.close()
     return results, len(frames) / wall if wall > 0 else 0.0, options
 
 

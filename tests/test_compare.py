@@ -69,7 +69,7 @@ def test_table_output_and_bad_side_spec():
     bad = run_cli("compare", "--source", str(CLIP), "--b", "lite@int4")
     assert bad.returncode == 2 and "unknown precision 'int4'" in bad.stderr
     bad = run_cli("compare", "--source", str(CLIP), "--b", "tiny@float", "--frames", "2")
-    assert bad.returncode == 2 and "tiny" in bad.stderr
+    assert bad.returncode == 2 and "unknown pose_model 'tiny'" in bad.stderr
 
 
 @pytest.mark.parametrize("text,expected", [
