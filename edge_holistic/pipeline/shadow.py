@@ -35,6 +35,7 @@ import time
 from dataclasses import asdict, dataclass, fields, replace
 from typing import Any, Callable, Dict, Mapping, Optional, Tuple
 
+from . import settings as _settings
 from .agreement import DEFAULT_WINDOW, AgreementAccumulator, side_description
 from .types import FrameResult
 
@@ -51,7 +52,6 @@ POOL_SCOPE = "shadow"
 RUN = 5
 WARMUP = 2
 CPU_SAMPLE_S = 1.0  # the ceiling is checked against the CPU share over about the last second
-PRECISIONS = ("float", "float16", "int8", "auto")
 
 
 @dataclass(frozen=True)
@@ -69,9 +69,9 @@ class ShadowSettings:
 # key -> (kind, rule, help); the config schema's ShadowConfig carries the same rules.
 SHADOW_KEYS: Dict[str, Tuple[str, Any, str]] = {
     "enabled": ("bool", None, "run the candidate model set beside the primary"),
-    "pose_model": ("str", None, "candidate pose landmark model: lite | full | heavy (if installed)"),
-    "hand_model": ("str", None, "candidate hand landmark model (holistic): lite | full"),
-    "precision": ("choice", PRECISIONS, "candidate precision: float | int8 | auto"),
+    "pose_model": ("setting", None, "candidate pose landmark model: lite | full | heavy (if installed)"),
+    "hand_model": ("setting", None, "candidate hand landmark model (holistic): lite | full"),
+    "precision": ("setting", None, "candidate precision: float | int8 | auto"),
     "every": ("int", (1, 10000), "run the candidate on every Nth processed frame"),
     "max_cpu_percent": ("float", (0.0, 100.0), "skip the candidate while the daemon's CPU use (% of all cores) "
                                                "is above this; 0 = no ceiling"),
@@ -97,12 +97,13 @@ def validate_shadow(changes: Mapping[str, Any], base: ShadowSettings = ShadowSet
         if kind == "bool":
             if not isinstance(value, bool):
                 raise ValueError(f"{where} must be true or false, got {value!r}")
-        elif kind == "str":
-            if not isinstance(value, str) or not value or len(value) > 32:
-                raise ValueError(f"{where} must be a model name such as lite or full, got {value!r}")
-        elif kind == "choice":
-            if value not in rule:
-                raise ValueError(f"{where}: unknown precision {value!r}; valid: {', '.join(rule)}")
+        elif kind == "setting":  # the pipeline settings table's own rule for this name
+            if not isinstance(value, str):
+                raise ValueError(f"{where} must be a string, got {value!r}")
+            try:
+                value = _settings.validate(key, value)
+            except ValueError as e:
+                raise ValueError(f"{where}: {e}") from None
         else:
             lo, hi = rule
             ok = not isinstance(value, bool) and isinstance(value, (int, float))
