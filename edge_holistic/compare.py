@@ -71,19 +71,31 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--frames", type=int_arg(1), default=None, metavar="N", help="use at most the first N frames")
     p.add_argument("--warmup", type=int_arg(0), default=3, metavar="N",
                    help="untimed frames per side first; the timed pass restarts at frame 0 (default: 3)")
+    p.add_argument("--static", action="store_true",
+                   help="every frame on its own (image mode: detection on each, no tracking or smoothing); "
+                        "for a folder of unrelated photos. Default: consecutive frames of one stream")
     p.add_argument("--json", action="store_true", help="print one shadow@1 JSON line instead of the table")
 
 
 def run_side(frames: Sequence["object"], side: Side, task: str, threads, warmup: int,
-             pool=None) -> Tuple[List["object"], float, "object"]:
+             pool=None, static: bool = False) -> Tuple[List["object"], float, "object"]:
     """Run one model set over every frame (an Engine in video mode: tracking, consecutive
-    frames overlapped, none dropped); (results, fps, effective options)."""
+    frames overlapped, none dropped; ``static``: image mode, every frame on its own);
+    (results, fps, effective options)."""
     from .pipeline import Engine, EngineOptions, RunningMode
 
-    engine = Engine(EngineOptions(running_mode=RunningMode.VIDEO, task=task, pose_model=side.pose_model,
+    mode = RunningMode.IMAGE if static else RunningMode.VIDEO
+    engine = Engine(EngineOptions(running_mode=mode, task=task, pose_model=side.pose_model,
                                   hand_model=side.hand_model, precision=side.precision, threads=threads),
                     pool=pool)
     try:
+        if static:
+            for rgb in frames[:warmup]:
+                engine.detect(rgb)
+            t0 = time.perf_counter()
+            results = [engine.detect(rgb) for rgb in frames]
+            wall = time.perf_counter() - t0
+            return results, len(frames) / wall if wall > 0 else 0.0, engine.effective_options
         if warmup:
             for _ in engine.run((rgb, i / FRAME_RATE) for i, rgb in enumerate(frames[:warmup])):
                 pass
@@ -98,12 +110,12 @@ def run_side(frames: Sequence["object"], side: Side, task: str, threads, warmup:
 
 
 def compare(frames: Sequence["object"], a: Side, b: Side, task: str = "pose", threads=2,
-            warmup: int = 3) -> dict:
+            warmup: int = 3, static: bool = False) -> dict:
     """Both sides over the same frames; the ``shadow@1`` summary with each side's fps."""
     from .pipeline.agreement import AgreementAccumulator, side_description
 
-    res_a, fps_a, opt_a = run_side(frames, a, task, threads, warmup)
-    res_b, fps_b, opt_b = run_side(frames, b, task, threads, warmup)
+    res_a, fps_a, opt_a = run_side(frames, a, task, threads, warmup, static=static)
+    res_b, fps_b, opt_b = run_side(frames, b, task, threads, warmup, static=static)
     acc = AgreementAccumulator(task, side_description(a.label(task), opt_a), side_description(b.label(task), opt_b),
                                window=None, every=1)
     acc.counters["offered"] = len(frames)
@@ -127,7 +139,8 @@ def main(args: argparse.Namespace) -> int:
         print(f"edge-holistic: error: {e}", file=sys.stderr)
         return EXIT_USAGE
     try:
-        summary = compare(frames, args.a, args.b, task=args.task, threads=args.threads, warmup=args.warmup)
+        summary = compare(frames, args.a, args.b, task=args.task, threads=args.threads, warmup=args.warmup,
+                          static=args.static)
     except (ModelError, ValueError) as e:
         print(f"edge-holistic: error: {e}", file=sys.stderr)
         return EXIT_USAGE

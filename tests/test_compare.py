@@ -10,7 +10,7 @@ import json
 import jsonschema
 import pytest
 
-from conftest import CLIP, run_cli
+from conftest import CLIP, IMAGES, run_cli
 from edge_holistic.compare import parse_side
 from edge_holistic.pipeline.agreement import PARTS, SUMMARY_KEYS, load_schema
 
@@ -70,6 +70,15 @@ def test_table_output_and_bad_side_spec():
     assert bad.returncode == 2 and "unknown precision 'int4'" in bad.stderr
     bad = run_cli("compare", "--source", str(CLIP), "--b", "tiny@float", "--frames", "2")
     assert bad.returncode == 2 and "unknown pose_model 'tiny'" in bad.stderr
+
+
+def test_static_photo_folder():
+    proc = run_cli("compare", "--source", str(IMAGES), "--static", "--a", "lite@float", "--b", "lite@int8",
+                   "--frames", "3", "--warmup", "0", "--json", timeout=300)
+    assert proc.returncode == 0, proc.stderr
+    doc = _one_json_line(proc.stdout)
+    jsonschema.Draft202012Validator(load_schema()).validate(doc)
+    assert doc["frames"] == 3 and doc["task"] == "pose" and doc["parts"]["pose"]["found"]["a"] >= 2
 
 
 @pytest.mark.parametrize("text,expected", [
