@@ -632,7 +632,7 @@ class Engine:
         self._frame_index += 1
         t = self._t
         timings: Dict[str, float] = {}
-        result = FrameResult(width=w, height=h, models=dict(t.models))
+        result = FrameResult(width=w, height=h, models=dict(t.models), timestamp=ts)
         out = t.pose.step(rgb, ts, timings)
         lms = None
         if out is not None:

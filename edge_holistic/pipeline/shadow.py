@@ -51,6 +51,10 @@ POOL_SCOPE = "shadow"
 # 0.12 %, agreement 1.0 everywhere. With every: 1 there are no gaps and no warm-up.
 RUN = 5
 WARMUP = 2
+# After the primary's options change, results still carrying its old model names are the
+# frames that were in flight (engine max_in_flight 3 + the publisher queue 8); a change that
+# leaves the names alone (threads, or a hand model under task pose) must not skip for ever.
+STALE_FRAMES = 12
 CPU_SAMPLE_S = 1.0  # the ceiling is checked against the CPU share over about the last second
 
 
@@ -214,6 +218,7 @@ class ShadowRunner:
                  engine_factory: Optional[EngineFactory] = None, window: int = DEFAULT_WINDOW,
                  cpu_percent: Optional[Callable[[], float]] = None) -> None:
         self._pool = pool
+        self.registry = pool.registry
         self._factory = engine_factory or default_engine_factory
         self._window = window
         self._cpu = cpu_percent or _CpuShare().percent
@@ -228,6 +233,9 @@ class ShadowRunner:
         self._n = 0
         self._busy = 0  # frames queued or being computed (flush waits for 0)
         self._run_skipped = False
+        self._rewarm = 0  # frames still to treat as warm-up after a dropped one
+        self._stale_models: Optional[Dict[str, str]] = None  # primary models from before a change
+        self._stale_left = 0
         self._last_ts = float("-inf")
         self._acc: Optional[AgreementAccumulator] = None
         self._worker: Optional[threading.Thread] = None
@@ -307,6 +315,9 @@ class ShadowRunner:
             self._swap_engine(s)
         with self._lock:
             if self._acc is not None:
+                # Frames still in flight in the primary carry its old models: not compared.
+                self._stale_models = dict(self._acc.a.get("models") or {}) or None
+                self._stale_left = STALE_FRAMES
                 a, b = self._sides(s)
                 self._acc.reset(a=a, b=b, task=new.get("task"))
 
@@ -336,8 +347,12 @@ class ShadowRunner:
     def offer(self, rgb: Any, result: FrameResult, timestamp: Optional[float] = None) -> None:
         """Publisher thread, once per published frame: cheap, never blocks.
 
-        ``timestamp``: the frame's time in seconds as the primary saw it (the candidate's
-        smoothing then sees the same frame intervals); default: now."""
+        ``timestamp``: the frame's time in seconds; default: the one the primary computed the
+        frame with (``result.timestamp``), else now. Identical timestamps matter: with the
+        daemon's wall-clock message time instead of the engine's monotonic capture time (a few
+        µs apart) an identical candidate differed by 0.1 % median on the clip."""
+        if timestamp is None:
+            timestamp = getattr(result, "timestamp", None)
         with self._lock:
             s, acc = self._settings, self._acc
             if not s.enabled or acc is None or self._closed:
@@ -352,7 +367,8 @@ class ShadowRunner:
             if self._run_skipped:
                 acc.counters["skipped_cpu"] += 1
                 return
-            warm = s.every > 1 and k < WARMUP
+            warm = (s.every > 1 and k < WARMUP) or self._rewarm > 0
+            self._rewarm = max(0, self._rewarm - 1)
             gen = self._gen
             self._busy += 1
         try:
@@ -360,6 +376,7 @@ class ShadowRunner:
         except queue.Full:
             with self._lock:
                 self._busy -= 1
+                self._rewarm = WARMUP  # a gap in the candidate's tracking: let it catch up again
                 if self._acc is acc:
                     acc.counters["dropped"] += 1
 
@@ -384,6 +401,11 @@ class ShadowRunner:
             with self._lock:
                 if gen != self._gen or self._engine is None:
                     return  # offered before a change: it belongs to other models
+                if self._stale_models is not None:
+                    if dict(primary_result.models) == self._stale_models and self._stale_left > 0:
+                        self._stale_left -= 1
+                        return  # the primary computed it with its models from before a change
+                    self._stale_models = None
                 ts = max(ts, self._last_ts + 1e-6)  # the engine refuses non-increasing timestamps
                 self._last_ts = ts
             try:

@@ -4,10 +4,14 @@ Payload: one JSON object, at most ``CMD_MAX_BYTES`` bytes::
 
     {"id": "42", "cmd": "set", "pose_model": "lite", "max_fps": 10}
     {"id": "43", "cmd": "pause"}      {"cmd": "resume"}      {"cmd": "status"}
+    {"cmd": "set", "shadow": {"enabled": true, "pose_model": "lite", "precision": "int8"}}
+    {"cmd": "promote"}
 
 ``id`` (optional string, echoed in the result) lets a caller match replies.
 ``set`` takes one or more of ``task``, ``pose_model``, ``hand_model``,
-``precision``, ``max_fps``; it applies all of them or none. Every reply goes to
+``precision``, ``max_fps`` and ``shadow`` (an object of ``pipeline.shadow`` keys: the A/B
+candidate, see docs/shadow.md); it applies all of them or none. ``promote`` makes the
+shadow's models the primary's and the primary's the shadow's (again = roll back). Every reply goes to
 ``cmd/result``: ``{"id", "cmd", "ok": true, "applied": {...}, "models": {...}}``
 or ``{"id", "cmd", "ok": false, "error": "<what was wrong>"}``.
 
@@ -23,8 +27,8 @@ from dataclasses import dataclass, field
 from typing import Any, Dict, Optional
 
 CMD_MAX_BYTES = 4096
-COMMANDS = ("set", "pause", "resume", "status")
-SET_KEYS = ("task", "pose_model", "hand_model", "precision", "max_fps")
+COMMANDS = ("set", "pause", "resume", "status", "promote")
+SET_KEYS = ("task", "pose_model", "hand_model", "precision", "max_fps", "shadow")
 _ID_MAX = 64
 
 
@@ -76,7 +80,15 @@ def parse_command(payload: bytes) -> Command:
             if key not in doc:
                 continue
             value = doc[key]
-            if key == "max_fps":
+            if key == "shadow":
+                from ..pipeline.shadow import validate_shadow
+
+                try:  # shape and ranges now; installed model names when applied
+                    validate_shadow(value)
+                except ValueError as e:
+                    raise CommandError(str(e), cid, cmd) from None
+                value = dict(value)
+            elif key == "max_fps":
                 if isinstance(value, bool) or not isinstance(value, (int, float)) or not math.isfinite(value) \
                         or not 0 <= value <= 240:
                     raise CommandError(f"'max_fps' must be a number in [0, 240], got {value!r}", cid, cmd)
