@@ -178,6 +178,21 @@ def test_table_lists_every_part():
     assert "full@float" in table and "lite@int8" in table and "fps: A 30.0   B 50.0" in table
 
 
+def test_metric_samples_have_no_nans_and_label_parts():
+    from edge_holistic.pipeline.agreement import metric_samples
+
+    assert metric_samples(None) == []
+    acc = _acc()
+    r = _result(pose=_pose(_square(33, 0.2, 0.2, 0.5)))
+    acc.add(r, r)
+    samples = metric_samples(acc.summary())
+    names = {s[0] for s in samples}
+    assert "edge_holistic_shadow_distance_percent" in names and "edge_holistic_shadow_dropped_total" in names
+    pose = [s for s in samples if s[0].endswith("distance_percent")]
+    assert {s[2]["part"] for s in pose} == {"pose"}  # face/hands never compared: no distance sample
+    assert all(np.isfinite(s[3]) for s in samples)
+
+
 def test_window_must_be_positive():
     with pytest.raises(ValueError, match="window"):
         AgreementAccumulator("pose", {}, {}, window=0)

@@ -103,6 +103,9 @@ def test_promote_twice_returns_to_the_start_and_bad_settings_are_refused(broker,
         assert res["ok"] is True and res["applied"]["shadow"]["enabled"] is False, res
         res = command("p3", {"cmd": "promote"})
         assert res["ok"] is False and "enabled shadow" in res["error"], res
+        status = sub.wait_for("status", lambda m: m.json().get("shadow", {}).get("enabled") is False, timeout=10)
+        assert status is not None and status.json()["pose_model"] == "lite"  # back at the start
+        assert status.json()["shadow"]["pose_model"] == "full"
         assert d.wait(180) == 0, d.log()
         msgs = [json.loads(line) for line in d.stdout_path.read_text().splitlines()]
         assert [m["frame"]["seq"] for m in msgs] == list(range(1, CLIP_FRAMES + 1))

@@ -168,7 +168,12 @@ class Daemon:
         return judge(self.readings())
 
     def status(self) -> Dict[str, Any]:
-        return status_document(self.metrics, self.control, self.health_thread.state, self.health(), self.stopping)
+        import dataclasses
+
+        doc = status_document(self.metrics, self.control, self.health_thread.state, self.health(), self.stopping)
+        # the A/B shadow's settings in force (what promote would swap in), null before start
+        doc["shadow"] = dataclasses.asdict(self.shadow.settings) if self.shadow is not None else None
+        return doc
 
     def stats(self) -> Dict[str, Any]:
         doc = stats_document(self.metrics, self.control, self.health_thread.memory, self.cpu.percent(),

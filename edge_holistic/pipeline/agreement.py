@@ -243,6 +243,35 @@ class AgreementAccumulator:
         }
 
 
+def metric_samples(summary: Optional[Dict[str, Any]], prefix: str = "edge_holistic_shadow"):
+    """The summary as Prometheus-style gauges: ``(name, help, labels, value)`` tuples, for
+    ``/metrics`` (the web package's collector) or any other exporter. Nothing while the
+    shadow is off; parts never compared give no distance samples (no NaNs)."""
+    if not summary:
+        return []
+    out = [(f"{prefix}_frames", "frames compared in the window", {}, float(summary["frames"]))]
+    for part, p in summary["parts"].items():
+        labels = {"part": part}
+        for q, key in (("0.5", "median_pct"), ("0.9", "p90_pct")):
+            if p[key] is not None:
+                out.append((f"{prefix}_distance_percent", "landmark distance, % of the part's box diagonal",
+                            {**labels, "quantile": q}, float(p[key])))
+        if p["agreement"] is not None:
+            out.append((f"{prefix}_found_agreement_ratio", "frames where both sides agree on found / not found",
+                        labels, float(p["agreement"])))
+        for direction, n in p["flips"].items():
+            out.append((f"{prefix}_presence_flips", "frames in the window where the candidate lost or added the part",
+                        {**labels, "direction": direction}, float(n)))
+    for side in ("a", "b"):
+        v = summary["latency_ms"][side]["p50"]
+        if v is not None:
+            out.append((f"{prefix}_latency_ms", "median per-frame latency of each side",
+                        {"side": "primary" if side == "a" else "candidate"}, float(v)))
+    for name, n in summary["counters"].items():
+        out.append((f"{prefix}_{name}_total", f"shadow counter: {name}", {}, float(n)))
+    return out
+
+
 def load_schema() -> dict:
     return json.loads(SCHEMA_PATH.read_text())
 
