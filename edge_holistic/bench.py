@@ -53,6 +53,9 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
                         "inline = one model after the other; per-frame = Engine.detect_for_video per frame (face "
                         "and hands concurrent within the frame, no overlap across frames); sequential = no threads "
                         "at all")
+    p.add_argument("--mode", default="video", choices=("video", "live"),
+                   help="engine running mode: video (Engine.run, default) or live (Engine.submit with "
+                        "block=True and a result callback: the daemon's path, no frame dropped)")
     p.add_argument("--json", action="store_true",
                    help="print one JSON line per run instead of the table")
 
@@ -163,21 +166,33 @@ def run_once(frames: Sequence["object"], args: argparse.Namespace, threads) -> D
     cv2.setNumThreads(1)
 
     per_frame = args.schedule == "per-frame"
-    engine = Engine(EngineOptions(running_mode=RunningMode.VIDEO, task=args.task, pose_model=args.pose_model,
-                                  hand_model=args.hand_model, precision=args.precision, threads=threads,
-                                  schedule="auto" if per_frame else args.schedule))
+    live = getattr(args, "mode", "video") == "live"
+    delivered: List[object] = []
+    engine = Engine(EngineOptions(running_mode=RunningMode.LIVE if live else RunningMode.VIDEO, task=args.task,
+                                  pose_model=args.pose_model, hand_model=args.hand_model, precision=args.precision,
+                                  threads=threads, schedule="auto" if per_frame else args.schedule,
+                                  result_callback=(lambda result, meta: delivered.append(result)) if live else None))
+
+    def results_of(chunk: Sequence["object"]):
+        stamped = ((rgb, i / FRAME_RATE) for i, rgb in enumerate(chunk))
+        if live:  # the daemon's path: submit returns at once, results arrive on the callback
+            for rgb, ts in stamped:
+                engine.submit(rgb, ts, block=True)
+            engine.flush()
+            return delivered
+        return (engine.detect_for_video(rgb, ts) for rgb, ts in stamped) if per_frame else engine.run(stamped)
+
     try:
-        for result in engine.run((rgb, i / FRAME_RATE) for i, rgb in enumerate(frames[: args.warmup])):
+        for result in results_of(frames[: args.warmup]):
             pass
         engine.reset()  # the timed pass starts the clip again at frame 0, tracking nothing
+        delivered.clear()
         stages: Dict[str, List[float]] = {}
         latencies: List[float] = []
         found = 0
         cpu0 = os.times()
         t0 = time.perf_counter()
-        stamped = ((rgb, i / FRAME_RATE) for i, rgb in enumerate(frames))
-        results = (engine.detect_for_video(rgb, ts) for rgb, ts in stamped) if per_frame else engine.run(stamped)
-        for result in results:
+        for result in results_of(frames):
             latencies.append(result.latency_ms["total"])
             found += result.pose is not None
             for k, v in result.latency_ms.items():

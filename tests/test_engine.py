@@ -52,7 +52,9 @@ def holistic_baseline(make_pipeline, clip_frames):
 
 # -- video: run() --------------------------------------------------------------------------
 
-@pytest.mark.parametrize("schedule", ["overlap", "split", "inline", "auto"])
+# "inline" is the baseline's own path ("sequential" schedules every frame inline); "auto" probes
+# all three on this clip.
+@pytest.mark.parametrize("schedule", ["overlap", "split", "auto"])
 def test_run_equals_one_frame_at_a_time(make_pipeline, clip_frames, holistic_baseline, schedule):
     detector_runs, expected = holistic_baseline
     ovl = make_pipeline(own_pool=True, task="holistic", threads=1, schedule=schedule)
@@ -240,3 +242,119 @@ def test_live_model_switch_keeps_tracking_and_names_the_models(make_pipeline, cl
     assert_same(expected, sink.results)  # same models named, same numbers
     assert any(r.face is not None for r in sink.results[20:])
     assert live.tracking.pose.detector_runs == video.tracking.pose.detector_runs
+
+
+def test_live_callback_errors_do_not_stop_the_stream_and_close_delivers_everything(make_pipeline, clip_frames):
+    seen = []
+
+    def callback(result, meta):
+        seen.append(meta)
+        if meta == 2:
+            raise RuntimeError("a subscriber bug")
+        if meta == 3:
+            live.flush()  # waiting for itself: refused, not a deadlock
+
+    live = make_pipeline(running_mode="live", task="pose", pose_model="lite", result_callback=callback)
+    for i, f in enumerate(clip_frames[:8]):
+        live.submit(f, i / 30.0, meta=i, block=True)
+    live.close()  # delivers every accepted frame before stopping
+    assert seen == list(range(8))
+    assert live.counters.completed == 8 and live.counters.failed == 0
+    with pytest.raises(RuntimeError, match="closed"):
+        live.submit(clip_frames[8], 1.0)
+
+
+def test_live_failed_frame_reaches_the_error_callback_in_frame_order(make_pipeline, clip_frames, monkeypatch):
+    """Fault injection: the pose landmark model fails on its 4th call (frame 3)."""
+    from edge_holistic.runtime.interpreter import TfliteModel
+
+    orig = TfliteModel.invoke
+    calls = {"n": 0}
+
+    def invoke(model, output_indices):
+        if "pose_landmark" in model.name:
+            calls["n"] += 1
+            if calls["n"] == 4:
+                raise RuntimeError("injected interpreter failure")
+        return orig(model, output_indices)
+
+    events = []
+    live = make_pipeline(own_pool=True, running_mode="live", task="pose", pose_model="lite",
+                         result_callback=lambda r, m: events.append(("result", m)),
+                         error_callback=lambda e, m: events.append(("error", m, str(e))))
+    monkeypatch.setattr(TfliteModel, "invoke", invoke)
+    for i, f in enumerate(clip_frames[:6]):
+        live.submit(f, i / 30.0, meta=i, block=True)
+    assert live.flush(timeout=120)
+    assert events == [("result", 0), ("result", 1), ("result", 2), ("error", 3, "injected interpreter failure"),
+                      ("result", 4), ("result", 5)]
+    assert live.counters.as_dict() == {"submitted": 6, "completed": 5, "dropped": 0, "failed": 1}
+
+
+def test_engines_in_different_namespaces_share_a_pool_safely(registry, clip_frames):
+    """Two engines at once on one pool: each runs its own interpreters (an interpreter must
+    never run on two threads at once), and each gets exactly the single-engine result."""
+    from edge_holistic.runtime.pool import ModelPool
+
+    frames = clip_frames[:12]
+    pool = ModelPool(registry)
+    alone = Engine(EngineOptions(pose_model="lite", threads=1), pool=pool)
+    expected = [alone.detect_for_video(f, i / 30.0) for i, f in enumerate(frames)]
+    alone.close()
+    out = {}
+
+    def work(ns):
+        with Engine(EngineOptions(pose_model="lite", threads=1), pool=pool, namespace=ns) as e:
+            out[ns] = [e.detect_for_video(f, i / 30.0) for i, f in enumerate(frames)]
+
+    threads = [threading.Thread(target=work, args=(ns,)) for ns in ("web", "shadow")]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    for ns in ("web", "shadow"):
+        assert_same(expected, out[ns])
+    slots = {key[4] for key, _name, _used in pool.loaded()}
+    assert {"main", "web/main", "shadow/main"} <= slots
+    assert not any(used for _key, _name, used in pool.loaded())  # all three closed: nothing retained
+
+
+def test_live_switches_from_another_thread_while_frames_flow(make_pipeline, clip_frames):
+    """Changes arrive at any moment from a control thread (MQTT, web) while the camera keeps
+    submitting: nothing raises, order and accounting hold, and every result names the
+    models of one coherent configuration."""
+    sink = Collector()
+    live = make_pipeline(own_pool=True, running_mode="live", task="holistic", hand_model="full", threads=1,
+                         result_callback=sink)
+    changes = [{"hand_model": "lite"}, {"task": "pose"}, {"pose_model": "lite", "task": "holistic"},
+               {"hand_model": "full", "pose_model": "full"}]
+    stop = threading.Event()
+    applied = []
+
+    def control():
+        i = 0
+        while not stop.is_set():
+            applied.append(live.update(**changes[i % len(changes)]))
+            i += 1
+            time.sleep(0.05)
+
+    t = threading.Thread(target=control)
+    t.start()
+    try:
+        for i, f in enumerate(clip_frames[:40]):
+            live.submit(f, i / 30.0, meta=i, block=i % 2 == 0)
+    finally:
+        stop.set()
+        t.join()
+    assert live.flush(timeout=300)
+    c = live.counters
+    assert c.completed + c.dropped == c.submitted == 40 and c.failed == 0
+    assert sink.metas == sorted(sink.metas) and len(set(sink.metas)) == len(sink.metas)
+    assert len(applied) >= 2
+    for r, meta in zip(sink.results, sink.metas):
+        m = r.models
+        holistic = "face" in m
+        assert set(m) == ({"pose_detector", "pose", "face_detector", "face", "hand_recrop", "hand"} if holistic
+                          else {"pose_detector", "pose"}), (meta, m)
+        if not holistic:
+            assert r.face is None and r.left_hand is None and r.right_hand is None, meta

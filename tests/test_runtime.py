@@ -111,21 +111,16 @@ def test_pool_releases_idle_but_never_in_use(registry):
     np.testing.assert_array_equal(a, m2.run(x, idx)[0])
 
 
-def test_pool_scope_has_own_slots_and_releases_only_its_own(registry):
-    """The A/B shadow shares the daemon's pool: same model, separate interpreters (two threads
-    never invoke one), kept while in use by either owner, dropped at once when the scope closes."""
-    pool = ModelPool(registry, idle_release_s=0.0)
+def test_pool_drop_namespace_releases_only_that_namespace_now(registry):
+    """The A/B shadow disabled: its interpreters (namespace "shadow1") leave at once; the
+    primary's, and anything another owner still uses, stay."""
+    pool = ModelPool(registry, idle_release_s=3600.0)
     main = pool.get("pose_landmark", "lite", "float16", 1)
-    scope = pool.scoped("shadow")
-    mine = scope.get("pose_landmark", "lite", "float16", 1)
-    assert mine is not main and scope.registry is registry
-    pool.retain([id(main)])
-    scope.retain([id(mine)])
-    assert pool.release_idle() == []  # both in use, by different owners
-    pool.retain([id(main)])  # the primary re-declares: the shadow's stays declared
-    assert pool.release_idle() == []
-    assert [key[4] for key, _, _ in scope.loaded()] == ["shadow/main"]
-    assert scope.close() == ["pose_landmark_lite@float16"]
-    assert [key[4] for key, _, _ in pool.loaded()] == ["main"]
-    with pytest.raises(ValueError, match="scope name"):
-        pool.scoped("main")
+    mine = pool.get("pose_landmark", "lite", "float16", 1, "shadow1/main")
+    kept = pool.get("pose_detector", "default", "float16", 1, "shadow1/main")
+    assert mine is not main
+    pool.retain([id(main)], owner="primary")
+    pool.retain([id(kept)], owner="other")
+    assert pool.drop_namespace("shadow1") == ["pose_landmark_lite@float16"]
+    assert sorted(key[4] for key, _, _ in pool.loaded()) == ["main", "shadow1/main"]
+    assert pool.drop_namespace("shadow2") == []

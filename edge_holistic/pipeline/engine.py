@@ -10,7 +10,8 @@ Modes, as MediaPipe's Tasks API has them (IMAGE / VIDEO / LIVE_STREAM):
   frame order on ``result_callback(result, meta)``. At most ``max_in_flight`` frames are being
   computed and one more waits; a newer frame replaces the waiting one (newest wins, the
   replaced frame is counted in ``counters.dropped``). ``block=True`` waits for room instead
-  (a file processed losslessly). The daemon's path.
+  (a file processed losslessly). A frame the engine fails on goes, in the same order, to
+  ``error_callback(exception, meta)`` (counted in ``counters.failed``). The daemon's path.
 
 Calling the wrong method for the mode raises :class:`EngineModeError` naming both modes.
 
@@ -56,7 +57,7 @@ RELEASE_CHECK_S = 10.0  # how often idle interpreters (from before a switch) are
 PARTS = ("face", "left_hand", "right_hand")
 SCHEDULES = ("auto", "overlap", "split", "inline", "sequential")
 # Options fixed for an engine's life (a new Engine is cheap: the pool keeps the models).
-FIXED_OPTIONS = ("running_mode", "result_callback", "max_in_flight")
+FIXED_OPTIONS = ("running_mode", "result_callback", "error_callback", "max_in_flight")
 
 
 class RunningMode(str, Enum):
@@ -94,6 +95,9 @@ class EngineOptions:
     # uneven frames (a re-detection, a found face) and bounds latency to about three frames.
     max_in_flight: int = 3
     result_callback: Optional[Callable[[FrameResult, Any], None]] = None
+    # Live: called instead of result_callback, in the same frame order, for a frame the engine
+    # failed on (a model error, a bug); None = logged. Either way counted in counters.failed.
+    error_callback: Optional[Callable[[BaseException, Any], None]] = None
 
 
 @dataclass
@@ -172,6 +176,7 @@ class _InFlight:
     t_start: float
     futures: List[Future]
     meta: Any = None
+    error: Optional[BaseException] = None  # the pose stage failed (live): delivered as an error
 
 
 @dataclass
@@ -188,19 +193,26 @@ class _Trackers:
 class Engine:
     """detect -> landmarks -> ROI tracking -> smoothing, for one stream, in one running mode.
 
-    Interpreters come from ``pool`` (shared with other engines; each engine uses its own
-    slots per thread role). ``update()`` validates and loads now and applies between frames.
+    Interpreters come from ``pool``, keyed by model, threads and *slot*: the thread role that
+    runs them (pose thread, face, left, right worker), inside ``namespace``. An interpreter
+    must never run on two threads at once, so engines that may run at the same time on one
+    pool (the daemon's live engine and a web upload, a shadow engine) need different
+    namespaces; engines used one after the other (a reload building its replacement, tests)
+    may share the default one and its loaded interpreters.
+    ``update()`` validates and loads now and applies between frames.
     """
 
     def __init__(self, options: EngineOptions = EngineOptions(), registry: Optional[Registry] = None,
-                 pool: Optional[ModelPool] = None) -> None:
+                 pool: Optional[ModelPool] = None, namespace: str = "") -> None:
+        self.namespace = str(namespace)
         self.registry = registry or (pool.registry if pool is not None else Registry())
         self._own_pool = pool is None
         self.pool = pool or ModelPool(self.registry)
         self._options = self._validated(options)
         self.running_mode: RunningMode = self._options.running_mode
         self.counters = EngineCounters()
-        self._lock = threading.Lock()  # guards _pending
+        self._lock = threading.Lock()  # guards _pending (held only for the swap)
+        self._update_lock = threading.Lock()  # serialises update() calls (held while models load)
         self._pending: Optional[EngineOptions] = None
         self._tracking = TrackingState()
         self._t: Optional[_Trackers] = None
@@ -245,8 +257,11 @@ class Engine:
             raise ValueError(f"max_in_flight must be a positive integer, got {o.max_in_flight!r}")
         if mode is RunningMode.LIVE and not callable(o.result_callback):
             raise ValueError("result_callback is required in live mode: results arrive on it")
-        if mode is not RunningMode.LIVE and o.result_callback is not None:
-            raise ValueError(f"result_callback is only for live mode; this engine is in {mode.value} mode")
+        for name in ("result_callback", "error_callback"):
+            if mode is not RunningMode.LIVE and getattr(o, name) is not None:
+                raise ValueError(f"{name} is only for live mode; this engine is in {mode.value} mode")
+        if o.error_callback is not None and not callable(o.error_callback):
+            raise ValueError("error_callback must be callable")
         return replace(o, running_mode=mode, **values)
 
     @property
@@ -289,10 +304,11 @@ class Engine:
         fixed = set(changes) & set(FIXED_OPTIONS)
         if fixed:
             raise ValueError(f"{', '.join(sorted(fixed))} cannot change on a running engine; build a new Engine")
-        with self._lock:
-            new = self._validated(replace(self._pending or self._options, **changes))
+        with self._update_lock:  # one update at a time; the frame path never waits on this lock
+            new = self._validated(replace(self.effective_options, **changes))
             self._load(new)  # load (or find) every interpreter now, off the frame path
-            self._pending = new
+            with self._lock:
+                self._pending = new
         return new
 
     def _model_keys(self, o: EngineOptions) -> Dict[str, tuple]:
@@ -305,20 +321,21 @@ class Engine:
         """
         p = resolve_precision(o.precision)
         t = int(o.threads)
+        ns = f"{self.namespace}/" if self.namespace else ""
         pose_role = "pose_landmark_only" if ("pose_landmark_only", o.pose_model, p) in self.registry.specs \
             else "pose_landmark"
         keys = {
-            "pose_detector": ("pose_detector", "default", p, t, "main"),
-            "pose": (pose_role, o.pose_model, p, t, "main"),
+            "pose_detector": ("pose_detector", "default", p, t, ns + "main"),
+            "pose": (pose_role, o.pose_model, p, t, ns + "main"),
         }
         if o.task == "holistic":
             keys.update({
-                "face_detector": ("face_detector", "default", p, t, "face"),
-                "face": ("face_landmark", "default", p, t, "face"),
-                "left_recrop": ("hand_recrop", "default", p, t, "left"),
-                "left_hand": ("hand_landmark", o.hand_model, p, t, "left"),
-                "right_recrop": ("hand_recrop", "default", p, t, "right"),
-                "right_hand": ("hand_landmark", o.hand_model, p, t, "right"),
+                "face_detector": ("face_detector", "default", p, t, ns + "face"),
+                "face": ("face_landmark", "default", p, t, ns + "face"),
+                "left_recrop": ("hand_recrop", "default", p, t, ns + "left"),
+                "left_hand": ("hand_landmark", o.hand_model, p, t, ns + "left"),
+                "right_recrop": ("hand_recrop", "default", p, t, ns + "right"),
+                "right_hand": ("hand_landmark", o.hand_model, p, t, ns + "right"),
             })
         return keys
 
@@ -351,7 +368,7 @@ class Engine:
             self._chooser = ScheduleChooser()
         self._t = t
         self._options = o
-        self.pool.retain(id(model) for model in m.values())
+        self.pool.retain((id(model) for model in m.values()), owner=id(self))
 
     def _apply_pending(self) -> bool:
         """Apply a pending update (call only with no frame in flight)."""
@@ -497,6 +514,7 @@ class Engine:
 
     def flush(self, timeout: Optional[float] = None) -> bool:
         """Live mode: wait until every accepted frame's result was delivered. False on timeout."""
+        self._not_on_engine_thread("flush")
         deadline = None if timeout is None else time.monotonic() + timeout
         with self._cond:
             while self._waiting is not None or self._active:
@@ -511,6 +529,10 @@ class Engine:
         """Frames accepted and not yet delivered (live: computing plus waiting)."""
         with self._cond:
             return self._active + (self._waiting is not None)
+
+    def _not_on_engine_thread(self, call: str) -> None:
+        if threading.current_thread() in self._threads:
+            raise RuntimeError(f"{call}() from the result callback would wait for itself")
 
     def _start_threads(self) -> None:
         if not self._threads:
@@ -549,13 +571,8 @@ class Engine:
             try:
                 self._between_frames(drained)
                 inf = self._begin(frame.rgb, frame.timestamp, mode, frame.t_submit)
-            except Exception:  # a bug or a model failure must not stop the stream
-                log.exception("engine: frame at %.3f failed", frame.timestamp)
-                with cond:
-                    self.counters.failed += 1
-                    self._active -= 1
-                    cond.notify_all()
-                continue
+            except Exception as e:  # a bug or a model failure must not stop the stream
+                inf = _InFlight(FrameResult(0, 0), {}, frame.t_submit, [], error=e)
             inf.meta = frame.meta
             with cond:
                 self._inflight.append(inf)
@@ -565,6 +582,7 @@ class Engine:
         """Finishes frames in order and calls the result callback."""
         cond = self._cond
         callback = self._options.result_callback
+        on_error = self._options.error_callback
         while True:
             with cond:
                 while not self._inflight and not (self._stopping and self._active == 0 and self._waiting is None):
@@ -572,17 +590,22 @@ class Engine:
                 if not self._inflight:
                     return
                 head = self._inflight.popleft()
-            ok = True
-            try:
-                result = self._finish(head)
-            except Exception:
-                log.exception("engine: frame failed in face/hands")
-                ok = False
-            if ok:
+            error = head.error
+            if error is None:
                 try:
+                    result = self._finish(head)
+                except Exception as e:  # face/hands failed
+                    error = e
+            try:
+                if error is None:
                     callback(result, head.meta)
-                except Exception:
-                    log.exception("engine: result_callback raised (the stream goes on)")
+                elif on_error is not None:
+                    on_error(error, head.meta)
+                else:
+                    log.error("engine: a frame failed: %s", error, exc_info=error)
+            except Exception:
+                log.exception("engine: result/error callback raised (the stream goes on)")
+            ok = error is None
             with cond:
                 if ok:
                     self.counters.completed += 1
@@ -671,6 +694,7 @@ class Engine:
         """Deliver every accepted frame, stop the threads, release the pool if it is ours."""
         if self._closed:
             return
+        self._not_on_engine_thread("close")
         with self._cond:
             self._stopping = True
             self._cond.notify_all()
@@ -680,6 +704,7 @@ class Engine:
             ex.shutdown(wait=True)
         self._executors = {}
         self._closed = True
+        self.pool.retain((), owner=id(self))  # its interpreters may go idle now
         if self._own_pool:
             self.pool.close()
 

@@ -22,9 +22,10 @@ results. The price: with ``every`` > 1 the candidate tracks at fps/every, so som
 distance is the lower tracking rate, not the models; docs/shadow.md measures that baseline
 (identical models, every: 10) so it can be told apart.
 
-Models come from the daemon's shared pool through a scope of their own
-(:meth:`~edge_holistic.runtime.pool.ModelPool.scoped`): loaded when the shadow is enabled,
-released when it is disabled.
+Models come from the daemon's shared pool in a namespace of their own (``Engine(namespace=)``:
+own interpreters even for the same model, never marked idle by the primary): loaded when
+the shadow is enabled, released at once when it is disabled
+(:meth:`~edge_holistic.runtime.pool.ModelPool.drop_namespace`).
 """
 from __future__ import annotations
 
@@ -190,14 +191,15 @@ class _CpuShare:
         return self.value
 
 
-EngineFactory = Callable[[Dict[str, Any], Any], Any]
+EngineFactory = Callable[[Dict[str, Any], Any, str], Any]
 
 
-def default_engine_factory(options: Dict[str, Any], pool: Any) -> Any:
+def default_engine_factory(options: Dict[str, Any], pool: Any, namespace: str) -> Any:
     """A candidate engine in video mode, one frame at a time on the caller's thread."""
     from .engine import Engine, EngineOptions, RunningMode
 
-    return Engine(EngineOptions(running_mode=RunningMode.VIDEO, schedule="inline", **options), pool=pool)
+    return Engine(EngineOptions(running_mode=RunningMode.VIDEO, schedule="inline", **options), pool=pool,
+                  namespace=namespace)
 
 
 def _detect(engine: Any, rgb: Any, ts: float) -> FrameResult:
@@ -228,7 +230,7 @@ class ShadowRunner:
         self._primary = self._primary_options(primary)
         self._settings = ShadowSettings()
         self._engine: Any = None
-        self._scope: Any = None
+        self._namespace = ""
         self._gen = 0
         self._n = 0
         self._busy = 0  # frames queued or being computed (flush waits for 0)
@@ -322,24 +324,26 @@ class ShadowRunner:
                 self._acc.reset(a=a, b=b, task=new.get("task"))
 
     def _swap_engine(self, settings: Optional[ShadowSettings]) -> None:
-        new_engine = new_scope = None
+        new_engine = None
+        new_ns = ""
         if settings is not None:
-            new_scope = self._pool.scoped(f"{POOL_SCOPE}{self._gen + 1}")
+            # A fresh namespace per candidate: the old one keeps computing until the swap.
+            new_ns = f"{POOL_SCOPE}{self._gen + 1}"
             try:
-                new_engine = self._factory(self._candidate_options(settings), new_scope)
+                new_engine = self._factory(self._candidate_options(settings), self._pool, new_ns)
             except Exception:
-                new_scope.close()
+                self._pool.drop_namespace(new_ns)
                 raise
         with self._run_lock:  # waits for a candidate frame in progress (never the publisher)
-            old_engine, old_scope = self._engine, self._scope
-            self._engine, self._scope = new_engine, new_scope
+            old_engine, old_ns = self._engine, self._namespace
+            self._engine, self._namespace = new_engine, new_ns
             with self._lock:
                 self._gen += 1
         if old_engine is not None:
             try:
                 old_engine.close()
             finally:
-                released = old_scope.close()
+                released = self._pool.drop_namespace(old_ns)
                 if released:
                     log.info("shadow: released %s", ", ".join(released))
 

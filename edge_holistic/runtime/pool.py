@@ -3,13 +3,6 @@
 Keyed by (role, variant, precision, threads, slot). ``slot`` separates
 interpreters that must not be shared because they run on different threads
 (left and right hand run concurrently, each with its own interpreters).
-
-Several engines may share one pool (the daemon's primary and its A/B shadow): each
-declares its own interpreters in use under its *owner* name, and an interpreter stays
-loaded while any owner uses it. :meth:`ModelPool.scoped` gives an engine a view whose
-slots are its own (``shadow/main``...), so two engines never invoke one interpreter from
-two threads, even when they run the same model; :meth:`PoolScope.close` releases that
-engine's interpreters at once (a disabled shadow gives its memory back).
 """
 from __future__ import annotations
 
@@ -17,7 +10,7 @@ import gc
 import threading
 import time
 from dataclasses import dataclass
-from typing import Dict, Iterable, List, Optional, Set, Tuple
+from typing import Dict, Hashable, Iterable, List, Optional, Set, Tuple
 
 from .interpreter import TfliteModel, trim_heap
 from .registry import Registry
@@ -38,8 +31,8 @@ class ModelPool:
         self._entries: Dict[Key, _Entry] = {}
         self._key_locks: Dict[Key, threading.Lock] = {}
         self._lock = threading.Lock()
-        self._owners: Dict[str, Set[int]] = {}
-        self._in_use: Set[int] = set()  # union over owners
+        self._in_use: Set[int] = set()  # union of every owner's set
+        self._owners: Dict[Hashable, Set[int]] = {}
         self.loads = 0
 
     def get(self, role: str, variant: str, precision: str, threads: int, slot: str = "main") -> TfliteModel:
@@ -68,12 +61,19 @@ class ModelPool:
                 self.loads += 1
             return model
 
-    def retain(self, in_use_ids: Iterable[int], owner: str = "main") -> None:
-        """Declare which interpreters ``owner``'s current configuration uses (never released
-        while any owner uses them); replaces that owner's earlier declaration."""
+    def retain(self, in_use_ids: Iterable[int], owner: Hashable = None) -> None:
+        """Declare which interpreters ``owner``'s current configuration uses (never released).
+
+        Each owner (an engine) replaces only its own set, so two engines on one pool never
+        mark each other's interpreters idle; an empty set withdraws the owner.
+        """
         now = time.monotonic()
         with self._lock:
-            self._owners[owner] = set(in_use_ids)
+            ids = set(in_use_ids)
+            if ids:
+                self._owners[owner] = ids
+            else:
+                self._owners.pop(owner, None)
             self._in_use = set().union(*self._owners.values())
             for e in self._entries.values():
                 if id(e.model) in self._in_use:
@@ -98,17 +98,16 @@ class ModelPool:
             trim_heap()
         return dropped
 
-    def scoped(self, name: str) -> "PoolScope":
-        """A view of this pool for one more engine: own slots, own owner name."""
-        return PoolScope(self, name)
+    def drop_namespace(self, namespace: str) -> List[str]:
+        """Drop the interpreters of engines in ``namespace`` that no owner uses, now; their names.
 
-    def drop_scope(self, name: str) -> List[str]:
-        """Forget ``name``'s in-use declaration and drop its interpreters now; their names."""
-        prefix = f"{name}/"
+        For an engine that is switched off for good (the A/B shadow disabled): its memory
+        goes back at once instead of after ``idle_release_s``, and nobody else's idle
+        interpreters are touched.
+        """
+        prefix = f"{namespace}/"
         dropped = []
         with self._lock:
-            self._owners.pop(name, None)
-            self._in_use = set().union(*self._owners.values())
             for key, e in list(self._entries.items()):
                 if key[4].startswith(prefix) and id(e.model) not in self._in_use:
                     dropped.append(e.model.name)
@@ -125,33 +124,5 @@ class ModelPool:
     def close(self) -> None:
         with self._lock:
             self._entries.clear()
-            self._owners = {}
             self._in_use = set()
-
-
-class PoolScope:
-    """What an engine needs of a pool (``registry``, ``get``, ``retain``, ``release_idle``,
-    ``close``), with slots prefixed by ``name`` and in-use declared as owner ``name``.
-    ``close`` releases this scope's interpreters, never the shared pool's others."""
-
-    def __init__(self, pool: ModelPool, name: str) -> None:
-        if not name or "/" in name or name == "main":
-            raise ValueError(f"pool scope name must be non-empty, without '/', not 'main'; got {name!r}")
-        self.pool = pool
-        self.name = name
-        self.registry = pool.registry
-
-    def get(self, role: str, variant: str, precision: str, threads: int, slot: str = "main") -> TfliteModel:
-        return self.pool.get(role, variant, precision, threads, f"{self.name}/{slot}")
-
-    def retain(self, in_use_ids: Iterable[int]) -> None:
-        self.pool.retain(in_use_ids, owner=self.name)
-
-    def release_idle(self, now: Optional[float] = None, max_idle_s: Optional[float] = None) -> List[str]:
-        return self.pool.release_idle(now, max_idle_s)
-
-    def loaded(self) -> List[Tuple[Key, str, bool]]:
-        return [row for row in self.pool.loaded() if row[0][4].startswith(f"{self.name}/")]
-
-    def close(self) -> List[str]:
-        return self.pool.drop_scope(self.name)
+            self._owners = {}
