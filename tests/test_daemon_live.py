@@ -40,6 +40,7 @@ def test_once_stdout_publishes_every_frame_in_order_with_capture_to_publish_late
             lat = m["latency_ms"]
             assert lat["total"] >= lat["engine"] > 0, lat
         assert "end of stream" in d.log() and "Traceback" not in d.log()
+        assert "died" not in d.log() and "unhealthy" not in d.log()  # a file that ends is not a fault
     finally:
         d.close()
 

@@ -227,11 +227,13 @@ def _cross_checks(cfg: Config, issue) -> None:
         issue("health.unhealthy_after", "must be >= health.stall_timeout (the source is reopened first)")
     # A cap that lets fewer than two frames through per unhealthy_after starves the watchdog's
     # "no frame processed" clock: systemd restarted the daemon every ~95 s (issue 10, item 6).
-    floor = 2.0 / h.unhealthy_after
+    from ..pipeline.settings import check_max_fps
+
     for key, value in (("pipeline.max_fps", cfg.pipeline.max_fps), ("health.shed_max_fps", h.shed_max_fps)):
-        if value and value < floor:
-            issue(key, f"must be 0 (no cap) or >= {floor:g} (two frames per health.unhealthy_after = "
-                       f"{h.unhealthy_after:g} s), got {value:g}")
+        try:
+            check_max_fps(value, h.unhealthy_after)
+        except ValueError as e:
+            issue(key, str(e).replace("max_fps ", "", 1))
 
 
 def check_models(cfg: Config, registry: Any = None) -> List[Tuple[str, str]]:

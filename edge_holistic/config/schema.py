@@ -68,20 +68,40 @@ class SourceConfig:
     realtime: bool = opt(True, "file/images: pace frames at their fps; false = as fast as processed, no drops")
 
 
+def setting(name: str) -> Any:
+    """A config field defined by the pipeline settings table (default, help, range, choices).
+
+    Why: the config section, MQTT ``cmd`` validation and the engine used to keep their own
+    copies of these rules and drifted (issue 9, item 4). Model names keep no fixed choice
+    list here: the installed manifest decides (``check_models``), and its error lists what
+    is installed.
+    """
+    from ..pipeline.settings import SETTINGS
+
+    s = SETTINGS[name]
+    rules: dict = {}
+    if s.kind == "choice":
+        rules = {"as_str": True} if s.installed else {"choices": s.choices}
+    elif s.kind in ("int", "float"):
+        rules = {"min": s.minimum, "max": s.maximum}
+        if s.also == "auto":
+            rules["auto"] = True
+    return opt(s.daemon_default, s.help, **rules)
+
+
 @dataclass
 class PipelineConfig:
-    """Which models run and how."""
+    """Which models run and how (every key is a row of ``pipeline/settings.py``)."""
 
-    task: str = opt("pose", "pose | holistic", choices=("pose", "holistic"))
-    pose_model: str = opt("full", "pose landmark model: lite | full | heavy (if installed)", as_str=True)
-    hand_model: str = opt("full", "hand landmark model (holistic): lite | full", as_str=True)
-    precision: str = opt("auto", "float | int8 | auto (int8 on ARM, float on x86)",
-                         choices=("float", "float16", "int8", "auto"))
-    threads: Union[int, str] = opt("auto", "interpreter threads, or auto", auto=True, min=1, max=16)
-    max_fps: float = opt(15.0, "cap on processed frames per second; 0 = no cap", min=0, max=240)
-    min_detection_confidence: float = opt(0.5, "person detector score threshold", min=0, max=1)
-    min_tracking_confidence: float = opt(0.5, "landmark presence below this re-runs detection", min=0, max=1)
-    smooth: bool = opt(True, "temporal landmark smoothing (MediaPipe's one-euro filter)")
+    task: str = setting("task")
+    pose_model: str = setting("pose_model")
+    hand_model: str = setting("hand_model")
+    precision: str = setting("precision")
+    threads: Union[int, str] = setting("threads")
+    max_fps: float = setting("max_fps")
+    min_detection_confidence: float = setting("min_detection_confidence")
+    min_tracking_confidence: float = setting("min_tracking_confidence")
+    smooth: bool = setting("smooth")
     shadow: ShadowConfig = opt(ShadowConfig, "A/B shadow: candidate models compared on the same frames")
 
 
@@ -131,8 +151,9 @@ class HealthConfig:
 
     stall_timeout: float = opt(10.0, "no frame for this long -> reopen the source (with backoff)",
                                gt=0, max=3600)
-    unhealthy_after: float = opt(60.0, "no frame processed (or one inference running) this long -> "
-                                 "stop systemd watchdog pings so systemd restarts us", gt=0, max=86400)
+    unhealthy_after: float = opt(60.0, "frames arrive but none processed (or the frame loop stuck) this long -> "
+                                 "stop systemd watchdog pings so systemd restarts us; a source that is down "
+                                 "is reported, not restarted for", gt=0, max=86400)
     stats_interval: float = opt(15.0, "seconds between 'stats' messages", min=1, max=86400)
     memory_check_interval: float = opt(5.0, "seconds between RSS checks", min=0.5, max=3600)
     memory_soft_mb: float = opt(0.0, "RSS above this -> shed load (lower fps, lite models); "

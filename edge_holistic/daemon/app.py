@@ -20,9 +20,10 @@ import threading
 import time
 from typing import Any, Dict, Optional
 
-from .control import Builder, Control, Parts, check_max_fps
+from ..health.system import CpuMeter
+from .control import Builder, Control, Parts
 from .loop import FrameLoop, Publisher
-from .metrics import Metrics, stats_document, status_document, status_line
+from .metrics import Metrics, engine_counts, stats_document, status_document, status_line
 
 EXIT_OK = 0
 EXIT_CONFIG = 2
@@ -96,10 +97,15 @@ class RealBuilder(Builder):
         return load_config(path, overrides=overrides)
 
     def make_engine(self, cfg, wanted=None):
-        from ._interim_engine import InterimEngine, options_from
+        """A live-mode engine: submit returns at once, results in frame order on the publisher."""
+        from ..pipeline import Engine, EngineOptions, RunningMode
+        from ..pipeline.settings import ENGINE_SETTINGS
 
-        return InterimEngine(options_from(cfg, wanted), self.d.publisher.on_result,
-                             registry=self.d.registry, pool=self.d.pool)
+        values = {name: getattr(cfg.pipeline, name) for name in ENGINE_SETTINGS}
+        values.update(wanted or {})
+        return Engine(EngineOptions(running_mode=RunningMode.LIVE, result_callback=self.d.publisher.on_result,
+                                    error_callback=self.d.publisher.on_error, **values),
+                      registry=self.d.registry, pool=self.d.pool)
 
     def make_grabber(self, cfg):
         from ..camera import FrameGrabber, make_source
@@ -124,12 +130,13 @@ class Daemon:
     """Wiring: owns nothing but references to the rooms, and the start/stop order."""
 
     def __init__(self, cfg, args: argparse.Namespace, overrides: Dict[str, Any]) -> None:
-        from ..health import CpuMeter, MemoryGuard, Notifier, watchdog_interval
+        from ..health import MemoryGuard, Notifier, watchdog_interval
         from ..health.watchdog import HealthThread, ThreadSupervisor
 
         self.args = args
         self.notifier = Notifier()
         self.cpu = CpuMeter()
+        self._cpu: Dict[str, Any] = {}  # CPU meters of other stats readers (the web page)
         self.metrics = Metrics()
         self.exit_code = EXIT_OK
         self.stop_signal = 0  # set by the SIGTERM/SIGINT handler (plain attribute: no locks in handlers)
@@ -160,6 +167,7 @@ class Daemon:
         self._next_stats = 0.0
         self.shadow = None  # pipeline.shadow.ShadowRunner, built with the engine
         self._shadow_published = False  # a retained shadow document is on the broker
+        self._engine_done = 0
 
     # -- the documents (DaemonView reads these) -------------------------------------------
     def health(self):
@@ -175,22 +183,27 @@ class Daemon:
         doc["shadow"] = dataclasses.asdict(self.shadow.settings) if self.shadow is not None else None
         return doc
 
-    def stats(self) -> Dict[str, Any]:
-        doc = stats_document(self.metrics, self.control, self.health_thread.memory, self.cpu.percent(),
-                             self.health_thread.state, self.health(), self.publisher.backlog)
+    def stats(self, reader: str = "mqtt") -> Dict[str, Any]:
+        """The ``stats`` document; rates (fps, CPU) are per ``reader`` since its previous call."""
+        cpu = self._cpu.setdefault(reader, CpuMeter()) if reader != "mqtt" else self.cpu
+        doc = stats_document(self.metrics, self.control, self.health_thread.memory, cpu.percent(),
+                             self.health_thread.state, self.health(), self.publisher.backlog, reader)
         doc["shadow"] = self.shadow.summary() if self.shadow is not None else None  # shadow@1, or null
         return doc
 
     def installed_variants(self) -> Dict[str, list]:
-        from ..pipeline.task import TASKS
+        from ..pipeline.settings import PRECISIONS, TASKS
         from ..runtime import resolve_precision
 
         reg = self.registry
-        precisions = sorted({spec[2] for spec in reg.specs}) if reg is not None else []
-        return {"pose_model": reg.variants("pose_landmark") if reg else [],
-                "hand_model": reg.variants("hand_landmark") if reg else [],
-                "precision": precisions + (["auto"] if "auto" not in precisions else []),
-                "task": list(TASKS), "_auto_precision": [resolve_precision("auto")]}
+        if reg is None:
+            return {"pose_model": [], "hand_model": [], "precision": [], "task": list(TASKS)}
+        pose = reg.variants("pose_landmark")
+        have = {prec for (role, variant, prec) in reg.specs if role == "pose_landmark"}
+        # "auto" is offered when what it resolves to here is installed.
+        precision = [p for p in PRECISIONS if resolve_precision(p) in have]
+        return {"pose_model": pose, "hand_model": reg.variants("hand_landmark"), "precision": precision,
+                "task": list(TASKS)}
 
     def view(self):
         from .view import DaemonView
@@ -203,7 +216,14 @@ class Daemon:
         now = time.monotonic()
         parts = self.control.parts
         g = parts.grabber
-        dead, critical = self.supervisor.check()
+        dead, critical = ((), ()) if self.stopping else self.supervisor.check()
+        # A frame the engine failed on is progress too: the process is not wedged, and a
+        # source sending only bad frames must not become a restart loop (counted instead).
+        counts = engine_counts(parts.engine) if parts.engine is not None else {}
+        done = counts.get("completed", 0) + counts.get("failed", 0)
+        if done != self._engine_done:
+            self._engine_done = done
+            self.metrics.progress()
         h = parts.cfg.health
         return Readings(
             unhealthy_after=h.unhealthy_after, stall_timeout=h.stall_timeout, paused=self.control.paused,
@@ -300,7 +320,15 @@ class Daemon:
         if self.shadow.enabled:
             log.info("A/B shadow: %s", self.shadow.summary()["b"]["label"])
 
+    def request_stop(self, signum: int = signal.SIGTERM) -> None:
+        """What SIGTERM does; for an embedding caller (tests) that runs the daemon in a thread."""
+        self.stop_signal = signum
+
     def _install_signals(self) -> None:
+        if threading.current_thread() is not threading.main_thread():
+            log.debug("not the main thread: no signal handlers (stop with request_stop())")
+            return
+
         def on_stop(signum, frame):
             self.stop_signal = signum
 
@@ -320,7 +348,6 @@ class Daemon:
         cfg = self.control.parts.cfg
         self.notifier.status("loading models")
         try:
-            check_max_fps(cfg.pipeline.max_fps, cfg.health.unhealthy_after, "pipeline.max_fps")
             self.registry = Registry()
             self.pool = ModelPool(self.registry)
             engine = self.builder.make_engine(cfg)
@@ -352,7 +379,7 @@ class Daemon:
         grabber.start()
         self.metrics.progress()
         self.supervisor.watch("publisher", lambda: self.publisher.thread)
-        self.supervisor.watch("capture", lambda: self.control.parts.grabber.thread)
+        self.supervisor.watch("capture", lambda: _running_thread(self.control.parts.grabber))
         for name in ("mqtt-network", "mqtt-sender"):
             self.supervisor.watch(name, lambda n=name: _session_thread(self.control.parts.session, n))
         self.health_thread.start()
@@ -386,6 +413,13 @@ class Daemon:
             except Exception as e:  # noqa: BLE001
                 log.error("stopping %s: %s", step, e)
         log.info("stopped (exit code %d)", self.exit_code)
+
+
+def _running_thread(grabber) -> Optional[threading.Thread]:
+    """The capture thread while it is meant to run (it ends by itself when a finite source ends)."""
+    if grabber is None or grabber.state in ("ended", "stopped") or grabber.ended.is_set():
+        return None
+    return grabber.thread
 
 
 def _session_thread(session, name: str) -> Optional[threading.Thread]:

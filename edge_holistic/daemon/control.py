@@ -19,7 +19,6 @@ from __future__ import annotations
 
 import json
 import logging
-import math
 import threading
 import time
 from collections import deque
@@ -28,12 +27,11 @@ from typing import Any, Callable, Deque, Dict, List, Optional
 
 log = logging.getLogger("edge_holistic.daemon")
 
+from ..pipeline.settings import ENGINE_SETTINGS
+
 EXTERNAL_LIMIT = 32
 STOP_FLUSH_SECONDS = 3.0
 SHED_MODELS = {"pose_model": "lite", "hand_model": "lite"}
-# Pipeline settings a command or a reload may change on a running engine (others rebuild it).
-SWITCHABLE = ("task", "pose_model", "hand_model", "precision")
-REBUILD = ("threads", "smooth", "min_detection_confidence", "min_tracking_confidence")
 
 
 @dataclass
@@ -41,7 +39,7 @@ class Parts:
     """The swappable parts of a running daemon; replaced as a whole, never mutated in place."""
 
     cfg: Any  # config.Config
-    engine: Any  # pipeline Engine (submit/update/flush/close/models/effective_options)
+    engine: Any  # pipeline Engine in live mode (submit/update/flush/close/models/effective_options)
     grabber: Any  # camera.FrameGrabber
     session: Any = None  # publish.mqtt.MqttSession, or None when mqtt.enabled is false
 
@@ -52,7 +50,8 @@ class Builder:
     def load_config(self, path: str, overrides: Dict[str, Any]) -> Any:
         raise NotImplementedError
 
-    def make_engine(self, cfg: Any, overrides: Dict[str, Any]) -> Any:
+    def make_engine(self, cfg: Any, wanted: Optional[Dict[str, Any]] = None) -> Any:
+        """At start only: a reload changes the running engine through ``update``."""
         raise NotImplementedError
 
     def make_grabber(self, cfg: Any) -> Any:  # built, not started
@@ -80,19 +79,19 @@ class Change:
 
 
 def check_max_fps(value: Any, unhealthy_after: float, key: str = "max_fps") -> float:
-    """max_fps (0 = no cap) must let at least two frames through per ``unhealthy_after``.
+    """max_fps (0 = no cap) must let at least two frames through per ``unhealthy_after``
+    (the settings table's rule); the error names ``key``.
 
     Why: a cap below that starves the watchdog's "no frame processed" clock and made
     systemd restart the daemon every ~95 s (issue 10, item 6).
     """
-    if isinstance(value, bool) or not isinstance(value, (int, float)) or not math.isfinite(value):
-        raise ValueError(f"{key!r} must be a number, got {value!r}")
-    value = float(value)
-    floor = 2.0 / unhealthy_after
-    if value != 0 and value < floor:
-        raise ValueError(f"{key!r} must be 0 (no cap) or >= {floor:g} (two frames per "
-                         f"health.unhealthy_after = {unhealthy_after:g} s), got {value:g}")
-    return value
+    from ..pipeline import settings
+
+    try:
+        return float(settings.check_max_fps(value, unhealthy_after))
+    except ValueError as e:
+        text = str(e)
+        raise ValueError(key + text[len("max_fps"):] if text.startswith("max_fps") else f"{key}: {text}") from None
 
 
 class Control:
@@ -111,7 +110,7 @@ class Control:
         self.clock = clock
         self.paused = False
         self.requested_max_fps = float(parts.cfg.pipeline.max_fps)
-        self.requested: Dict[str, Any] = {k: getattr(parts.cfg.pipeline, k) for k in SWITCHABLE}
+        self.requested: Dict[str, Any] = {k: getattr(parts.cfg.pipeline, k) for k in ENGINE_SETTINGS}
         self.shed: Dict[str, Any] = {"active": False}
         self.config_error: Optional[str] = None
         self.status_dirty = False
@@ -291,6 +290,10 @@ class Control:
         """All or nothing: validate every key first, then apply."""
         shadow_changes = settings.pop("shadow", None)
         new_shadow = old_shadow = None
+        if shadow_changes is not None and settings:
+            from ..pipeline.settings import validate_all
+
+            validate_all(dict(settings))  # the primary's keys first: a bad one changes nothing
         if shadow_changes is not None:
             if self.shadow is None:
                 raise ValueError("shadow: not available in this daemon")
@@ -338,6 +341,11 @@ class Control:
         return out
 
     def _set_primary(self, settings: Dict[str, Any]) -> Dict[str, Any]:
+        """All or nothing: validate every key first (the settings table, then the installed
+        models through the engine), then apply."""
+        from ..pipeline.settings import validate_all
+
+        settings = validate_all(settings)  # ValueError naming the key, e.g. "unknown task 'x'; valid: ..."
         new_max = None
         if "max_fps" in settings:
             new_max = check_max_fps(settings.pop("max_fps"), self.parts.cfg.health.unhealthy_after)
@@ -418,14 +426,10 @@ class Control:
             return self._reject(str(e))
         built: List[Any] = []
         o, n = old.cfg, new_cfg
-        wanted = {k: getattr(n.pipeline, k) for k in SWITCHABLE}
+        wanted = {k: getattr(n.pipeline, k) for k in ENGINE_SETTINGS}
         effective = self._with_shedding(wanted) if self.shed.get("active") else wanted
+        engine = old.engine
         try:
-            engine = old.engine
-            rebuild = any(getattr(o.pipeline, k) != getattr(n.pipeline, k) for k in REBUILD)
-            if rebuild:
-                engine = self.builder.make_engine(n, effective)
-                built.append(engine)
             grabber = old.grabber
             if n.source != o.source or n.health.stall_timeout != o.health.stall_timeout:
                 grabber = self.builder.make_grabber(n)
@@ -435,8 +439,9 @@ class Control:
                 session = self.builder.make_session(n)
                 if session is not None:
                     built.append(session)
-            if not rebuild:  # last fallible step: validates and loads now, applies between frames
-                self._update_engine(engine, effective)
+            # Last fallible step: the engine validates and loads the new models now and
+            # applies them between two frames; nothing of it is in force yet.
+            self._update_engine(engine, effective)
         except Exception as e:  # noqa: BLE001 - on ANY failure keep everything that runs
             for part in built:
                 _close_quietly(part)
@@ -450,19 +455,12 @@ class Control:
             log.info("mqtt settings changed: reconnecting")
             if old.session is not None:
                 _stop_quietly(old.session, STOP_FLUSH_SECONDS)
-        if engine is not old.engine:
-            try:
-                old.engine.flush(STOP_FLUSH_SECONDS)
-            except Exception as e:  # noqa: BLE001
-                log.warning("flushing the old engine: %s", e)
         self.parts = new
         for hook in self.on_swap:
             try:
                 hook(old, new)
             except Exception as e:  # noqa: BLE001
                 log.error("after reload: %s", e)
-        if engine is not old.engine:
-            _close_quietly(old.engine)
         if grabber is not old.grabber:
             grabber.start()
         if session is not old.session and session is not None:

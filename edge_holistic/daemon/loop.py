@@ -115,7 +115,7 @@ class Publisher:
             finally:
                 self._queue.task_done()
 
-    def _log_error(self, what: str, meta: Any, e: BaseException) -> None:
+    def log_error(self, what: str, meta: Any, e: BaseException) -> None:
         self._errors_logged += 1
         if self._errors_logged <= 5 or self._errors_logged % 100 == 0:
             log.error("%s frame %s failed (%d so far): %s: %s", what, getattr(meta, "seq", "?"),
@@ -126,7 +126,7 @@ class Publisher:
 
         if isinstance(result, BaseException):
             self.metrics.frame_failed()
-            self._log_error("processing", meta, result)
+            self.log_error("processing", meta, result)
             return
         try:  # everything about this one frame stays inside this try: a NaN cannot escape
             if result.models != self._models:
@@ -142,7 +142,7 @@ class Publisher:
             payload = dumps(msg).encode() if sinks else None
         except Exception as e:  # noqa: BLE001 - one bad frame must not end a years-long run
             self.metrics.frame_failed()
-            self._log_error("building the message of", meta, e)
+            self.log_error("building the message of", meta, e)
             return
         t0 = time.perf_counter()
         for sink in sinks:
@@ -150,7 +150,7 @@ class Publisher:
                 sink.publish(msg, payload)
             except Exception as e:  # noqa: BLE001 - a sink's failure is the sink's, not the frame's
                 self.metrics.publish_failed()
-                self._log_error(f"sink {type(sink).__name__} on", meta, e)
+                self.log_error(f"sink {type(sink).__name__} on", meta, e)
         if sinks:
             timings["publish"] = (time.perf_counter() - t0) * 1e3
         for tap in self._taps:
@@ -158,7 +158,7 @@ class Publisher:
                 tap(meta.rgb, result, msg)
             except Exception as e:  # noqa: BLE001
                 self.metrics.tap_failed()
-                self._log_error("a frame tap on", meta, e)
+                self.log_error("a frame tap on", meta, e)
         self.metrics.frame_done(result.person, timings, msg)
 
 
@@ -205,6 +205,9 @@ class FrameLoop:
                 sys.stderr.write("\r\x1b[K" + self.tty_line())
                 sys.stderr.flush()
             parts = self.control.parts
+            if self.control.paused and parts.grabber.lossless:
+                time.sleep(0.1)  # a lossless file waits for resume (taking frames would skip them)
+                continue
             if not self._pace(now):
                 continue
             frame = parts.grabber.get(timeout=0.1)
@@ -213,8 +216,13 @@ class FrameLoop:
                     log.info("source ended (--once): stopping")
                     return "ended"
                 continue
-            if self.control.paused:
-                m.paused_skipped += 1
+            if self.control.paused:  # a camera keeps being read (fresh frames on resume); frames skipped
+                m.paused_frame()
+                continue
+            try:  # a frame the engine refuses (zero-size, odd shape, timestamp) is one counted error
+                parts.engine.submit(frame.rgb, frame.t_capture, meta=frame, block=parts.grabber.lossless)
+            except Exception as e:  # noqa: BLE001 - one bad frame must not end a years-long run
+                m.frame_failed()
+                self.publisher.log_error("submitting", frame, e)
                 continue
             m.frame_submitted()
-            parts.engine.submit(frame.rgb, frame.t_capture, meta=frame, block=parts.grabber.lossless)

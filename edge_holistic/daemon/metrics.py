@@ -70,7 +70,7 @@ class Metrics:
         self.latest: Optional[Dict[str, Any]] = None  # the last landmarks@1 message
         self._line = (0, self.started)  # (processed, t) at the last status-line sample
         self.line_fps = 0.0
-        self._prev: Dict[str, Any] = {}
+        self._prev: Dict[str, Dict[str, Any]] = {}
 
     # -- writers ------------------------------------------------------------------------
     def frame_submitted(self) -> None:
@@ -90,8 +90,12 @@ class Metrics:
                 self.latest = message
 
     def frame_failed(self) -> None:
+        """A frame that failed (counted). Still progress: the process is not wedged, and a
+        source sending only bad frames must be counted, not restarted for."""
+        now = self._clock()
         with self._lock:
             self.process_errors += 1
+            self.last_progress = now
 
     def publish_failed(self) -> None:
         with self._lock:
@@ -123,15 +127,23 @@ class Metrics:
                     "tap_errors": self.tap_errors, "paused_skipped": self.paused_skipped,
                     "thread_deaths": dict(self.thread_deaths)}
 
-    def rates(self, counts: Dict[str, float]) -> Dict[str, Any]:
-        """Per-second rates of ``counts`` since the previous call, and the interval."""
+    def rates(self, counts: Dict[str, float], reader: str = "mqtt") -> Dict[str, Any]:
+        """Per-second rates of ``counts`` since this ``reader``'s previous call, and the interval.
+
+        Each reader has its own baseline, so a web page polling stats does not shorten the
+        interval of the MQTT ``stats`` messages.
+        """
         now = self._clock()
         with self._lock:
-            prev = self._prev
+            prev = self._prev.get(reader, {})
             dt = now - prev.get("t", self.started)
             fps = {k: round((v - prev.get(k, 0)) / dt, 2) if dt > 0 else 0.0 for k, v in counts.items()}
-            self._prev = {"t": now, **counts}
+            self._prev[reader] = {"t": now, **counts}
         return {"interval_s": round(dt, 2), "fps": fps}
+
+    def paused_frame(self) -> None:
+        with self._lock:
+            self.paused_skipped += 1
 
     def sample_line_fps(self) -> float:
         """Processed fps since the previous sample (the status line's number)."""
@@ -205,17 +217,17 @@ def status_document(metrics: Metrics, control, watchdog_state: str, health: tupl
     }
 
 
-def _engine_counts(engine) -> Dict[str, int]:
+def engine_counts(engine) -> Dict[str, int]:
     c = getattr(engine, "counters", None)
     if c is None:
         return {}
     if isinstance(c, dict):
         return {k: int(v) for k, v in c.items()}
-    return {k: int(getattr(c, k)) for k in ("submitted", "completed", "dropped") if hasattr(c, k)}
+    return {k: int(getattr(c, k)) for k in ("submitted", "completed", "dropped", "failed") if hasattr(c, k)}
 
 
 def stats_document(metrics: Metrics, control, memory, cpu_percent: float, watchdog_state: str,
-                   health: tuple, publish_backlog: int) -> Dict[str, Any]:
+                   health: tuple, publish_backlog: int, reader: str = "mqtt") -> Dict[str, Any]:
     from ..health import rss_bytes, temperature_c, throttled
 
     parts = control.parts
@@ -223,10 +235,10 @@ def stats_document(metrics: Metrics, control, memory, cpu_percent: float, watchd
     g = grabber.counters.as_dict() if grabber is not None else {}
     mc = session.counters if session is not None else None
     own = metrics.counts()
-    eng = _engine_counts(parts.engine)
+    eng = engine_counts(parts.engine)
     counts = {"captured": g.get("captured", 0), "processed": own["processed"], "dropped": g.get("dropped", 0),
               "engine_dropped": eng.get("dropped", 0), "published": mc.published if mc else 0}
-    rates = metrics.rates(counts)
+    rates = metrics.rates(counts, reader)
     healthy, reason = health
     return {
         "ts": time.time(),
@@ -234,7 +246,8 @@ def stats_document(metrics: Metrics, control, memory, cpu_percent: float, watchd
         "interval_s": rates["interval_s"],
         "fps": rates["fps"],
         "frames": {**g, "submitted": own["submitted"], "processed_total": own["processed"],
-                   "with_person": own["with_person"], "process_errors": own["process_errors"],
+                   "with_person": own["with_person"],
+                   "process_errors": own["process_errors"],  # the engine's failures arrive on error_callback
                    "publish_errors": own["publish_errors"], "tap_errors": own["tap_errors"],
                    "paused_skipped": own["paused_skipped"], "engine_dropped": eng.get("dropped", 0),
                    "publish_backlog": publish_backlog},

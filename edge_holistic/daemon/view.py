@@ -29,8 +29,9 @@ class DaemonView:
         return self._d.status()
 
     def stats(self) -> Dict[str, Any]:
-        """The MQTT ``stats`` document (rates since the previous stats reading of any reader)."""
-        return self._d.stats()
+        """The MQTT ``stats`` document; its rates (fps, CPU) cover the time since this view's
+        previous ``stats()`` call, without disturbing the interval of the MQTT messages."""
+        return self._d.stats(reader="view")
 
     def latest(self) -> Optional[Dict[str, Any]]:
         """The last ``landmarks@1`` message (published or not), None before the first frame."""

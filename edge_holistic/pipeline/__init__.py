@@ -7,6 +7,3 @@ __all__ = [
     "Engine", "EngineCounters", "EngineModeError", "EngineOptions", "FaceResult", "FrameResult", "HAND_VARIANTS",
     "HandResult", "POSE_VARIANTS", "PoseResult", "RunningMode", "SETTINGS", "TASKS",
 ]
-
-# Transitional, for edge_holistic/daemon.py only (removed with it).
-from .task import Pipeline, PipelineOptions  # noqa: E402
