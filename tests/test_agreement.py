@@ -187,7 +187,7 @@ def test_metric_samples_have_no_nans_and_label_parts():
     acc.add(r, r)
     samples = metric_samples(acc.summary())
     names = {s[0] for s in samples}
-    assert "edge_holistic_shadow_distance_percent" in names and "edge_holistic_shadow_dropped_total" in names
+    assert "edge_holistic_shadow_distance_percent" in names and "edge_holistic_shadow_frames_dropped" in names
     pose = [s for s in samples if s[0].endswith("distance_percent")]
     assert {s[2]["part"] for s in pose} == {"pose"}  # face/hands never compared: no distance sample
     assert all(np.isfinite(s[3]) for s in samples)

@@ -328,8 +328,7 @@ class Control:
         if self.shadow is None:
             raise ValueError("promote: the A/B shadow is not available in this daemon")
         old_shadow = self.shadow.settings
-        primary = _Attrs({k: self.requested[k] for k in ("pose_model", "hand_model", "precision")})
-        to_primary, to_shadow = promote_plan(primary, old_shadow)
+        to_primary, to_shadow = promote_plan(self.requested, old_shadow)
         self.builder.check_models(to_primary)
         self.shadow.update(to_shadow)
         try:
@@ -489,11 +488,6 @@ def _stop_quietly(part: Any, *args: Any) -> None:
         part.stop(*args)
     except Exception as e:  # noqa: BLE001 - a failing stop must not skip the rest of the swap
         log.warning("stopping %r: %s", part, e)
-
-
-class _Attrs:
-    def __init__(self, d: Dict[str, Any]) -> None:
-        self.__dict__.update(d)
 
 
 def _asdict(settings: Any) -> Dict[str, Any]:

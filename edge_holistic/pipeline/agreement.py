@@ -156,10 +156,12 @@ def summarize_part(found_a: np.ndarray, found_b: np.ndarray, distances: Iterable
 
 
 def side_description(label: str, options: Any = None, models: Optional[Dict[str, str]] = None) -> Dict[str, Any]:
-    """What one side ran: a label like ``full@int8``, its model choices and model files."""
+    """What one side ran: a label like ``full@int8``, its model choices (from options given
+    as an object or a dict) and model files."""
     out: Dict[str, Any] = {"label": label}
     for key in ("pose_model", "hand_model", "precision"):
-        out[key] = str(getattr(options, key)) if options is not None else None
+        value = options.get(key) if isinstance(options, dict) else getattr(options, key, None)
+        out[key] = None if value is None else str(value)
     out["models"] = dict(models or {})
     return out
 
@@ -267,8 +269,9 @@ def metric_samples(summary: Optional[Dict[str, Any]], prefix: str = "edge_holist
         if v is not None:
             out.append((f"{prefix}_latency_ms", "median per-frame latency of each side",
                         {"side": "primary" if side == "a" else "candidate"}, float(v)))
-    for name, n in summary["counters"].items():
-        out.append((f"{prefix}_{name}_total", f"shadow counter: {name}", {}, float(n)))
+    for name, n in summary["counters"].items():  # gauges: they restart with each new pair
+        out.append((f"{prefix}_frames_{name}", f"frames {name} since the pair was set up (restarts on promote/set)",
+                    {}, float(n)))
     return out
 
 

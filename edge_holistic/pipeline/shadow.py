@@ -33,7 +33,7 @@ import logging
 import queue
 import threading
 import time
-from dataclasses import asdict, dataclass, fields, replace
+from dataclasses import dataclass, replace
 from typing import Any, Callable, Dict, Mapping, Optional, Tuple
 
 from . import settings as _settings
@@ -141,22 +141,21 @@ def check_installed(s: ShadowSettings, registry: Any, prefix: str = "shadow") ->
                              f"installed: {', '.join(have)}")
 
 
-def settings_dict(s: ShadowSettings) -> Dict[str, Any]:
-    return asdict(s)
-
-
 def promote_plan(primary: Any, shadow: ShadowSettings) -> Tuple[Dict[str, str], ShadowSettings]:
     """``promote``: the primary takes the candidate's models, the candidate the primary's.
 
     Returns (changes for the primary engine's ``update``, the new shadow settings). Applying
     the plan twice returns to the start, which is the roll-back.
     """
+    def get(key: str) -> str:
+        return str(primary[key] if isinstance(primary, Mapping) else getattr(primary, key))
+
     if not shadow.enabled:
         raise ValueError("promote needs an enabled shadow (pipeline.shadow.enabled, or "
                          "{\"cmd\": \"set\", \"shadow\": {\"enabled\": true}})")
     to_primary = {"pose_model": shadow.pose_model, "hand_model": shadow.hand_model, "precision": shadow.precision}
-    to_shadow = replace(shadow, pose_model=str(primary.pose_model), hand_model=str(primary.hand_model),
-                        precision=str(primary.precision))
+    to_shadow = replace(shadow, pose_model=get("pose_model"), hand_model=get("hand_model"),
+                        precision=get("precision"))
     return to_primary, to_shadow
 
 
@@ -272,10 +271,10 @@ class ShadowRunner:
 
         p, task = self._primary, self._primary.get("task", "pose")
         a = side_description(side_label(task, p["pose_model"], p["hand_model"], resolve_precision(str(p["precision"]))),
-                             _Attrs(p))
+                             p)
         c = self._candidate_options(s)
         b = side_description(side_label(task, c["pose_model"], c["hand_model"], resolve_precision(str(c["precision"]))),
-                             _Attrs(c))
+                             c)
         return a, b
 
     def update(self, settings: ShadowSettings) -> ShadowSettings:
@@ -468,13 +467,3 @@ class ShadowRunner:
         with self._lock:
             self._acc = None
 
-
-class _Attrs:
-    """A mapping read as attributes (for :func:`side_description`)."""
-
-    def __init__(self, d: Mapping[str, Any]) -> None:
-        self.__dict__.update(d)
-
-
-def field_names() -> Tuple[str, ...]:
-    return tuple(f.name for f in fields(ShadowSettings))
