@@ -30,6 +30,7 @@ EXIT_CONFIG = 2
 EXIT_MEMORY = 3
 DEFAULT_CONFIG_PATHS = ("/etc/edge-holistic/config.yaml", "config.yaml")
 STOP_FLUSH_SECONDS = 3.0
+ENDED_FLUSH_SECONDS = 120.0  # a finite source's last frames in flight (lossless)
 
 log = logging.getLogger("edge_holistic.daemon")
 
@@ -388,7 +389,11 @@ class Daemon:
                          tty_line=(lambda: status_line(self.metrics, self.control, self.health_thread.last))
                          if self._tty else None)
         try:
-            loop.run()
+            if loop.run() == "ended":
+                # --once on a file: every frame taken was promised an output, however slow the
+                # engine is. (A signal stops within the documented bound instead.)
+                self.control.parts.engine.flush(ENDED_FLUSH_SECONDS)
+                self.publisher.drain(ENDED_FLUSH_SECONDS)
         finally:
             self._shutdown()
         return self.exit_code
