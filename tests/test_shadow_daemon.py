@@ -2,7 +2,7 @@
 untouched, the numbers arrive in stats.shadow and on the retained shadow topic, bad shadow
 settings are refused with the key named, and promote twice returns to the start.
 
-About 35 s (two daemon runs over the committed clip, pose lite, one thread).
+About 40 s (two daemon runs over the committed clip, pose lite, one thread, paced at 5 and 10 fps).
 """
 from __future__ import annotations
 
@@ -33,7 +33,7 @@ def test_identical_shadow_leaves_the_stream_alone_and_agrees(broker, tmp_path):
     cfg = daemon_config(tmp_path, broker.port, "shd",
                         source={"type": "file", "path": str(DATA / "clip.avi"), "realtime": False},
                         # paced so the candidate keeps up: a dropped frame would be a gap in its tracking
-                        pipeline={"max_fps": 8, "shadow": {"enabled": True, "pose_model": "lite",
+                        pipeline={"max_fps": 5, "shadow": {"enabled": True, "pose_model": "lite",
                                                             "precision": "float", "every": 1,
                                                             "max_cpu_percent": 0}})
     sub = Subscriber(broker.port, f"{PREFIX}/shd/#")
