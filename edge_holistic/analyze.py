@@ -39,17 +39,19 @@ def int_arg(minimum: int, also: str = ""):
 MODEL_FLAGS = ("task", "pose_model", "hand_model", "precision", "threads")
 
 
-def add_pipeline_arguments(p: argparse.ArgumentParser, extra=()) -> None:
+def add_pipeline_arguments(p: argparse.ArgumentParser, extra=(), defaults=None) -> None:
     """Model-selection flags shared by analyze and bench, typed and checked by the one
     settings table (``pipeline.settings``)."""
     from .pipeline import settings
 
-    settings.add_arguments(p, MODEL_FLAGS + tuple(extra))
+    settings.add_arguments(p, MODEL_FLAGS + tuple(extra), defaults=defaults)
 
 
 def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("images", nargs="+", metavar="IMAGE", help="image files (JPEG, PNG, BMP, ...)")
-    add_pipeline_arguments(p, extra=("min_detection_confidence",))
+    # precision defaults to auto, as in the daemon's config: the same photo gives the same
+    # landmarks from the CLI and from the daemon on the same board.
+    add_pipeline_arguments(p, extra=("min_detection_confidence",), defaults={"precision": "auto"})
     p.add_argument("--draw", metavar="OUT_DIR", help="also write annotated images into this folder")
 
 

@@ -18,9 +18,11 @@ VERBS = {
     "analyze": ("edge_holistic.analyze", "run the pipeline on images, print one landmarks@1 JSON line per image"),
     "run": ("edge_holistic.daemon", "run the daemon: camera -> pipeline -> MQTT"),
     "check-config": ("edge_holistic.config.check", "validate a config file (exit 0, or print errors and exit 2)"),
-    "models": ("edge_holistic.runtime.cli", "list or verify the bundled models"),
+    "models": ("edge_holistic.runtime.cli", "list, verify or add models"),
     "bench": ("edge_holistic.bench", "benchmark the pipeline on a video or image folder"),
     "compare": ("edge_holistic.compare", "A/B two model sets on the same frames: per-part agreement and fps"),
+    "ha-remove": ("edge_holistic.publish.homeassistant",
+                  "remove this device from Home Assistant (empty retained discovery configs)"),
 }
 
 

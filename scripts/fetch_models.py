@@ -2,14 +2,16 @@
 """Reproduce the bundled float models, and add the optional pose 'heavy' model.
 
   python scripts/fetch_models.py verify-wheel        # re-derive files from mediapipe==0.10.21, compare
-  python scripts/fetch_models.py heavy --file PATH   # register a pose_landmark_heavy.tflite you have
+  python scripts/fetch_models.py heavy --file PATH   # add a pose_landmark_heavy.tflite you have
   python scripts/fetch_models.py heavy --download    # fetch it from MediaPipe's model storage (online)
+  (installed without the repo: edge-holistic models add pose_landmark_heavy.tflite --variant heavy)
 
 Why: MediaPipe's own package is not installable on a Raspberry Pi today, so the
 project carries the model files itself. This script shows where each came from
 (the wheel is downloaded for x86_64 on purpose: the model files inside are the
 same on every platform) and keeps the manifest's checksums honest. The heavy
-model (~27 MB) is not bundled; once registered it is a first-class variant.
+model (~27 MB) is not bundled; it goes into the writable user models directory,
+whose manifest the registry merges with the bundled one, and is then a first-class variant.
 """
 from __future__ import annotations
 
@@ -70,49 +72,34 @@ def verify_wheel(args: argparse.Namespace) -> int:
 
 
 def register_heavy(args: argparse.Namespace) -> int:
-    """Copy (or download) the heavy pose model into models/ and add its manifest entry."""
-    dest = MODELS / HEAVY_NAME
-    if args.file:
-        src = Path(args.file)
-        if not src.is_file():
-            print(f"error: {src}: no such file", file=sys.stderr)
-            return 2
-        if src.resolve() != dest.resolve():
-            shutil.copyfile(src, dest)
-        origin = f"user-supplied file ({src.name}); expected to be MediaPipe's pose_landmark_heavy.tflite"
-    elif args.download:
-        print(f"downloading {HEAVY_URL}")
-        with urllib.request.urlopen(HEAVY_URL, timeout=60) as r, open(dest, "wb") as f:
-            shutil.copyfileobj(r, f)
-        origin = f"MediaPipe model storage: {HEAVY_URL}"
-    else:
-        print("error: give --file PATH or --download", file=sys.stderr)
-        return 2
-    # Sanity: same I/O as lite/full (1x256x256x3 in, 195-value landmarks out).
+    """Add the heavy pose model to the writable user models directory (``edge-holistic models add``).
+
+    Written to ``--dir``, else ``$EDGE_HOLISTIC_MODELS_DIR``, else ~/.local/share/edge-holistic/models;
+    for the systemd service use ``--dir /var/lib/edge-holistic/models``. The bundled models
+    (package data) are never touched.
+    """
     sys.path.insert(0, str(REPO))
-    from edge_holistic.runtime.interpreter import TfliteModel
+    from edge_holistic.runtime.registry import ModelError, add_user_model
 
-    m = TfliteModel(str(dest), num_threads=1)
-    if m.input_shape != (1, 256, 256, 3) or not any(int(__import__("numpy").prod(s)) == 195 for s in m.output_shapes):
-        dest.unlink()
-        print(f"error: {args.file or HEAVY_URL} is not a pose landmark model (input {m.input_shape})", file=sys.stderr)
-        return 2
-    from edge_holistic.runtime.registry import sha256_file
-
-    digest = sha256_file(dest)
-    text = MANIFEST.read_text()
-    doc = yaml.safe_load(text)
-    doc["models"] = [e for e in doc["models"] if e.get("name") != "pose_landmark_heavy@float16"]
-    entry = {
-        "name": "pose_landmark_heavy@float16", "role": "pose_landmark", "variant": "heavy", "precision": "float16",
-        "file": HEAVY_NAME, "sha256": digest, "size": dest.stat().st_size,
-        "input": {"shape": [1, 256, 256, 3], "range": "[0,1]", "layout": "NHWC", "color": "RGB"},
-        "origin": origin, "license": "Apache-2.0",
-    }
-    header = "".join(line + "\n" for line in text.splitlines() if line.startswith("#"))
-    doc["models"].append(entry)
-    MANIFEST.write_text(header + yaml.safe_dump(doc, sort_keys=False, width=120))
-    print(f"registered {HEAVY_NAME} sha256 {digest} ({entry['size']} bytes)")
+    with tempfile.TemporaryDirectory() as tmp:
+        if args.file:
+            src = Path(args.file)
+            origin = f"user-supplied file ({src.name}); expected to be MediaPipe's pose_landmark_heavy.tflite"
+        elif args.download:
+            src = Path(tmp) / HEAVY_NAME
+            print(f"downloading {HEAVY_URL}")
+            with urllib.request.urlopen(HEAVY_URL, timeout=60) as r, open(src, "wb") as f:
+                shutil.copyfileobj(r, f)
+            origin = f"MediaPipe model storage: {HEAVY_URL}"
+        else:
+            print("error: give --file PATH or --download", file=sys.stderr)
+            return 2
+        try:
+            spec = add_user_model(src, "pose_landmark", "heavy", "float16", user_dir=args.dir, origin=origin)
+        except ModelError as e:
+            print(f"error: {e}", file=sys.stderr)
+            return 2
+    print(f"registered {spec.file} in {spec.directory} sha256 {spec.sha256} ({spec.size} bytes)")
     return 0
 
 
@@ -124,6 +111,8 @@ def main() -> int:
     h = sub.add_parser("heavy", help="add pose_landmark_heavy.tflite")
     h.add_argument("--file", help="path to a pose_landmark_heavy.tflite you already have")
     h.add_argument("--download", action="store_true", help="download from MediaPipe's model storage")
+    h.add_argument("--dir", help="user models directory (default: $EDGE_HOLISTIC_MODELS_DIR or "
+                   "~/.local/share/edge-holistic/models; the service reads /var/lib/edge-holistic/models)")
     args = ap.parse_args()
     os.chdir(REPO)
     return verify_wheel(args) if args.cmd == "verify-wheel" else register_heavy(args)

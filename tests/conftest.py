@@ -4,6 +4,7 @@ from __future__ import annotations
 import os
 import subprocess
 import sys
+import tempfile
 from pathlib import Path
 
 import cv2
@@ -17,6 +18,8 @@ CLIP = DATA / "clip.avi"
 
 # Keep LiteRT's one-line INFO banner out of captured output.
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+# Only the bundled models: a user models directory on the test machine must not change results.
+os.environ["EDGE_HOLISTIC_MODELS_DIR"] = tempfile.mkdtemp(prefix="edge-holistic-test-user-models-")
 
 
 def load_rgb(name: str) -> np.ndarray:
@@ -76,3 +79,25 @@ def run_cli(*args: str, timeout: float = 120.0, **kw) -> subprocess.CompletedPro
     """Run the real console entry point in a subprocess."""
     return subprocess.run([sys.executable, "-m", "edge_holistic.cli", *args], capture_output=True, text=True,
                           timeout=timeout, cwd=kw.pop("cwd", REPO), **kw)
+
+
+# The CI soak (tests/test_faults_soak.py) takes two minutes of wall time but little CPU of its
+# own beyond one daemon: start it as soon as the tests are known so it overlaps the rest.
+SOAK_TEST = "test_faults_soak.py::test_soak_two_minutes"
+
+
+def pytest_collection_finish(session):
+    if any(item.nodeid.endswith(SOAK_TEST) for item in session.items):
+        import tempfile
+
+        from fault_helpers import start_background_soak
+
+        start_background_soak(tempfile.mkdtemp(prefix="ci-soak-"))
+
+
+def pytest_sessionfinish(session, exitstatus):
+    try:
+        from fault_helpers import stop_background_soak
+    except ImportError:
+        return
+    stop_background_soak()

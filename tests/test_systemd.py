@@ -58,6 +58,13 @@ def test_install_script_is_valid_bash_and_documents_itself():
     assert r.returncode == 0 and "/etc/edge-holistic/config.yaml" in r.stdout
     r = subprocess.run(["bash", str(script), "--bogus"], capture_output=True, text=True, timeout=10)
     assert r.returncode == 2 and "--bogus" in r.stderr
+    # a prefix is never taken relative or as / (the script removes PREFIX/.venv on uninstall)
+    for bad, needle in (("relative/dir", "absolute path"), ("/", "--prefix / is not allowed")):
+        r = subprocess.run(["bash", str(script), "--prefix", bad, "--uninstall"], capture_output=True, text=True,
+                           timeout=10)
+        assert r.returncode == 2 and needle in r.stderr, r.stderr
+    text = script.read_text()
+    assert "chown -R" not in text and "chmod -R" not in text  # issue 10: no recursive chown of a shared prefix
 
 
 @pytest.mark.parametrize("abstract", [False, True])

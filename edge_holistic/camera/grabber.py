@@ -28,6 +28,8 @@ log = logging.getLogger("edge_holistic.camera")
 
 BACKOFF_MIN = 0.5
 BACKOFF_MAX = 30.0
+BAD_FRAME_PAUSE = 0.01
+BAD_FRAME_PAUSE_MAX = 0.16
 LOSSLESS_AHEAD = 4  # decoded frames waiting for the engine (a 720p RGB frame is 2.7 MB)
 
 
@@ -78,6 +80,8 @@ class FrameGrabber:
         self._last_frame_t = time.monotonic()  # the last real frame: what "source down" is judged by
         self._stall_from = self._last_frame_t  # the last frame or (re)open: what a stall is timed from
         self.thread = threading.Thread(target=self._run, name="capture", daemon=True)
+        self._closed = False
+        self._close_lock = threading.Lock()
 
     # -- consumer side ------------------------------------------------------------------
     def start(self) -> "FrameGrabber":
@@ -118,10 +122,23 @@ class FrameGrabber:
         if self.thread.ident is not None:  # built but never started (a reload that was rejected): no join
             self.thread.join(timeout)
         if self.thread.is_alive():
-            log.warning("capture thread did not stop within %.1f s (source blocked in read)", timeout)
-        else:
-            self.source.close()
+            # A read blocked for good is a dead device; releasing it is what can unblock the
+            # read (V4L2, libcamera), and skipping it left the device busy for the next open.
+            log.warning("capture thread did not stop within %.1f s (source blocked in read); "
+                        "closing the source under it", timeout)
+        self._close_source()
         self.state = "stopped"
+
+    def _close_source(self) -> None:
+        """Close once, whoever gets here first (stop() or the capture thread on its way out)."""
+        with self._close_lock:
+            if self._closed:
+                return
+            self._closed = True
+        try:
+            self.source.close()
+        except Exception as e:  # noqa: BLE001 - a failing close must not stop the shutdown
+            log.warning("closing %s failed: %s", self.source.description, e)
 
     # -- capture thread -----------------------------------------------------------------
     def _sleep(self, seconds: float) -> bool:
@@ -129,6 +146,7 @@ class FrameGrabber:
         return not self._stop.wait(seconds)
 
     def _open(self, first: bool, backoff: float) -> bool:
+        self._closed = False
         try:
             self.source.open()
         except (SourceError, OSError) as e:
@@ -158,9 +176,28 @@ class FrameGrabber:
             log.debug("closing %s failed: %s", self.source.description, e)
 
     def _run(self) -> None:
+        try:
+            self._capture()
+        except Exception as e:  # noqa: BLE001 - logged and visible as state "failed"
+            self.state = "failed"
+            self.last_error = f"capture thread died: {type(e).__name__}: {e}"
+            log.exception("capture thread died")
+        finally:
+            if self._stop.is_set() or self.state == "failed":
+                self._close_source()
+            with self._cond:
+                self._cond.notify_all()
+
+    @property
+    def alive(self) -> bool:
+        """The capture thread runs (or has ended normally: end of stream, stop)."""
+        return self.thread.is_alive() or self.state in ("ended", "stopped")
+
+    def _capture(self) -> None:
         opened = False
         first = True
         backoff = BACKOFF_MIN
+        bad_run = 0  # reads in a row that gave no frame
         while not self._stop.is_set():
             if not opened:
                 opened = self._open(first, backoff)
@@ -193,6 +230,12 @@ class FrameGrabber:
             now = time.monotonic()
             if rgb is None:
                 self.counters.bad_frames += 1
+                bad_run += 1
+                if bad_run > 1:
+                    # A device whose read() fails at once used to spin a core until stall_timeout:
+                    # 10, 20, 40 ... 160 ms between attempts (a real camera's frame period or more).
+                    if not self._sleep(min(BAD_FRAME_PAUSE_MAX, BAD_FRAME_PAUSE * 2 ** min(bad_run - 2, 6))):
+                        break
                 if now - self._stall_from > self.stall_timeout:
                     self.counters.stalls += 1
                     self.last_error = f"no frame for {now - self._last_frame_t:.1f} s"
@@ -206,6 +249,7 @@ class FrameGrabber:
                     backoff = min(backoff * 2, BACKOFF_MAX)
                 continue
             backoff = BACKOFF_MIN
+            bad_run = 0
             self._last_frame_t = self._stall_from = now
             with self._cond:
                 self._seq += 1

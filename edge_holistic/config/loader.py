@@ -138,7 +138,9 @@ def _check_scalar(value: Any, tp: Any, meta: Mapping[str, Any]) -> Tuple[Any, Op
         return value, f"must be > {meta['gt']}, got {value!r}"
     if "max" in meta and value > meta["max"]:
         return value, f"must be <= {meta['max']}, got {value!r}"
-    if "pattern" in meta and not re.search(meta["pattern"], value):
+    if "pattern" in meta and not re.fullmatch(meta["pattern"], value):  # fullmatch: "$" would let a trailing newline in
+        if meta.get("pattern_doc"):
+            return value, f"invalid value {value!r}: {meta['pattern_doc']}"
         return value, f"invalid value {value!r} (must match {meta['pattern']})"
     return value, None
 
@@ -234,6 +236,24 @@ def _cross_checks(cfg: Config, issue) -> None:
             check_max_fps(value, h.unhealthy_after)
         except ValueError as e:
             issue(key, str(e).replace("max_fps ", "", 1))
+    w = cfg.http
+    if w.token_file and _file_problem(w.token_file):
+        issue("http.token_file", _file_problem(w.token_file))
+    if w.enabled and not is_loopback(w.host) and not w.token_file and not w.allow_anonymous:
+        issue("http.host", f"binding {w.host!r} (beyond loopback) needs http.token_file, or "
+                           "http.allow_anonymous: true to serve it without a token")
+
+
+def is_loopback(host: str) -> bool:
+    """True for names and addresses that only this machine can reach."""
+    import ipaddress
+
+    if host == "localhost":
+        return True
+    try:
+        return ipaddress.ip_address(host.strip("[]")).is_loopback
+    except ValueError:
+        return False
 
 
 def check_models(cfg: Config, registry: Any = None) -> List[Tuple[str, str]]:

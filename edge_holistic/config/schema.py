@@ -10,9 +10,16 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Any, Optional, Union
 
-# Safe in an MQTT topic level and in a client id: no '/', '+', '#', spaces.
+# Safe in an MQTT topic level and in a client id: no '/', '+', '#', '$', spaces, NUL.
 ID_PATTERN = r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,63}$"
-TOPIC_PREFIX_PATTERN = r"^[^/+#\s][^+#\s]*(?<!/)$"
+# Levels separated by '/'; no wildcard ('+', '#'), no NUL or white space, no empty level
+# at either end, and no leading '$' (topics starting with '$' are the broker's, e.g. $SYS:
+# subscribers using '#' would never see ours).
+TOPIC_PREFIX_DOC = ("a topic prefix must not start with '$' (broker topics) or '/', end with '/', "
+                    "or contain the wildcards '+' or '#', white space or NUL")
+ID_DOC = ("1-64 letters, digits, '_', '.' or '-', starting with a letter or digit (it becomes a topic "
+          "level and the client id: no '$', '+', '#', '/', white space or NUL)")
+TOPIC_PREFIX_PATTERN = r"^[^/+#$\s\x00][^+#\s\x00]*(?<!/)$"
 
 
 def opt(default: Any, doc: str, **rules: Any) -> Any:
@@ -124,7 +131,7 @@ class MqttConfig:
     host: str = opt("localhost", "broker host name or address", pattern=r"^\S+$")
     port: int = opt(1883, "broker port", min=1, max=65535)
     topic_prefix: str = opt("edge_holistic", "topics are {topic_prefix}/{device_id}/...",
-                            pattern=TOPIC_PREFIX_PATTERN)
+                            pattern=TOPIC_PREFIX_PATTERN, pattern_doc=TOPIC_PREFIX_DOC)
     client_id: str = opt("", "MQTT client id; empty = edge-holistic-{device_id}. Must be unique per broker",
                          pattern=r"^$|" + ID_PATTERN)
     protocol: str = opt("3.1.1", "MQTT protocol version: 5 | 3.1.1", choices=("5", "3.1.1"), as_str=True)
@@ -137,6 +144,9 @@ class MqttConfig:
     max_rate: float = opt(0.0, "cap on landmarks messages per second; 0 = one per processed frame",
                           min=0, max=1000)
     only_with_person: bool = opt(False, "publish landmarks only for frames where a person was found")
+    max_unsent_kb: int = opt(1024, "QoS 0 bytes handed to the MQTT client but not yet written to the "
+                             "network; above this landmarks are dropped and counted (slow uplink)",
+                             min=16, max=1048576)
     queue_size: int = opt(100, "bound of the QoS>=1 outgoing queue (oldest dropped and counted)",
                           min=1, max=100000)
     reconnect_min_delay: float = opt(1.0, "first reconnect delay, seconds (doubles up to the max)",
@@ -164,17 +174,46 @@ class HealthConfig:
 
 
 @dataclass
+class HttpConfig:
+    """The web page and HTTP API inside the daemon (live view, analyze, /healthz, /metrics)."""
+
+    enabled: bool = opt(True, "serve the web page and HTTP API")
+    host: str = opt("127.0.0.1", "address to bind; beyond loopback needs token_file or allow_anonymous",
+                    pattern=r"^\S+$")
+    port: int = opt(8080, "TCP port", min=1, max=65535)
+    token_file: str = opt("", "file whose first line is the Bearer token; then every path but /healthz "
+                          "and /metrics needs it")
+    allow_anonymous: bool = opt(False, "allow a non-loopback bind without a token (trusted networks only)")
+    max_upload_mb: float = opt(10.0, "largest accepted upload, MB (refused while it streams in)", gt=0, max=200)
+    max_side: int = opt(1920, "uploads with a longer side are scaled down before inference", min=64, max=8192)
+    timeout_s: float = opt(10.0, "analyze: longest wait to start, and longest upload time, seconds",
+                           gt=0, max=600)
+
+
+@dataclass
+class HomeAssistantConfig:
+    """Home Assistant MQTT discovery (docs/homeassistant.md)."""
+
+    enabled: bool = opt(True, "announce this device to Home Assistant (MQTT discovery) on every connect")
+    discovery_prefix: str = opt("homeassistant", "Home Assistant's discovery prefix (its MQTT integration setting)",
+                                pattern=TOPIC_PREFIX_PATTERN)
+    snapshot: bool = opt(False, "also announce an image entity: an annotated JPEG snapshot, at most one a second")
+
+
+@dataclass
 class Config:
     """The whole file. ``device_id`` names this device in topics and the client id."""
 
     device_id: str = opt("edge-holistic", "this device's name in topics and the MQTT client id",
-                         pattern=ID_PATTERN)
+                         pattern=ID_PATTERN, pattern_doc=ID_DOC)
     log_level: str = opt("info", "debug | info | warning | error",
                          choices=("debug", "info", "warning", "error"))
     source: SourceConfig = opt(SourceConfig, "frame source")
     pipeline: PipelineConfig = opt(PipelineConfig, "models and inference")
     mqtt: MqttConfig = opt(MqttConfig, "broker and topics")
     health: HealthConfig = opt(HealthConfig, "self-checks")
+    http: HttpConfig = opt(HttpConfig, "web page and HTTP API")
+    homeassistant: HomeAssistantConfig = opt(HomeAssistantConfig, "Home Assistant discovery")
 
     # Filled by the loader, never from the file.
     path: Optional[str] = field(default=None, metadata={"internal": True})

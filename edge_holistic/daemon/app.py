@@ -50,6 +50,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--stdout", action="store_true",
                         help="also write each landmarks@1 message as one JSON line on stdout (logs stay on stderr)")
     parser.add_argument("--log-level", choices=("debug", "info", "warning", "error"), help="override log_level")
+    parser.add_argument("--http-host", metavar="H", help="override http.host (the web page's address)")
+    parser.add_argument("--http-port", metavar="P", type=int, help="override http.port")
 
 
 def default_config_path() -> str:
@@ -83,6 +85,10 @@ def cli_overrides(args: argparse.Namespace) -> Dict[str, Any]:
         out["source.loop"] = (False, "--once")
     if args.log_level:
         out["log_level"] = (args.log_level, "--log-level")
+    if getattr(args, "http_host", None):
+        out["http.host"] = (args.http_host, "--http-host")
+    if getattr(args, "http_port", None) is not None:
+        out["http.port"] = (args.http_port, "--http-port")
     return out
 
 
@@ -116,9 +122,12 @@ class RealBuilder(Builder):
     def make_session(self, cfg):
         if not cfg.mqtt.enabled:
             return None
+        from ..publish.homeassistant import attach
         from ..publish.mqtt import MqttSession
 
-        return MqttSession(cfg, self.d.status, self.d.control.submit_payload)
+        session = MqttSession(cfg, self.d.status, self.d.control.submit_payload)
+        attach(cfg, session, self.d.view())  # HA discovery: rides on the session's connects, ends with it
+        return session
 
     def check_models(self, changes):
         for key, role in (("pose_model", "pose_landmark"), ("hand_model", "hand_landmark")):
@@ -164,11 +173,13 @@ class Daemon:
             lambda: self.control.parts.cfg.health.memory_check_interval, self.control.post_shed,
             self._memory_hard, lambda: status_line(self.metrics, self.control, self.health_thread.last),
             self.metrics.thread_died)
+        self.health_thread.on_change = self._mark_status
         self._status_due = False
         self._next_stats = 0.0
         self.shadow = None  # pipeline.shadow.ShadowRunner, built with the engine
         self._shadow_published = False  # a retained shadow document is on the broker
         self._engine_done = 0
+        self.web = None
 
     # -- the documents (DaemonView reads these) -------------------------------------------
     def health(self):
@@ -339,6 +350,8 @@ class Daemon:
         signal.signal(signal.SIGTERM, on_stop)
         signal.signal(signal.SIGINT, on_stop)
         signal.signal(signal.SIGHUP, on_hup)
+        if _EARLY_STOP and not self.stop_signal:
+            self.stop_signal = _EARLY_STOP[0]
 
     # -- start / run / stop ------------------------------------------------------------------
     def run(self) -> int:
@@ -384,6 +397,7 @@ class Daemon:
         for name in ("mqtt-network", "mqtt-sender"):
             self.supervisor.watch(name, lambda n=name: _session_thread(self.control.parts.session, n))
         self.health_thread.start()
+        self.web = start_web_page(self.view(), cfg)
         self.notifier.ready(f"running: {grabber.source.description}, task {engine.effective_options.task}")
         loop = FrameLoop(self.control, self.metrics, self.publisher, self._report, self._stop_reason,
                          tty_line=(lambda: status_line(self.metrics, self.control, self.health_thread.last))
@@ -405,7 +419,8 @@ class Daemon:
             sys.stderr.write("\n")
         self.notifier.stopping("stopping")
         parts = self.control.parts
-        for step, fn in (("capture", lambda: parts.grabber and parts.grabber.stop()),
+        for step, fn in (("web", lambda: self.web and self.web.stop()),
+                         ("capture", lambda: parts.grabber and parts.grabber.stop()),
                          ("engine flush", lambda: parts.engine and parts.engine.flush(STOP_FLUSH_SECONDS)),
                          ("publisher", lambda: self.publisher.stop(STOP_FLUSH_SECONDS)),
                          ("mqtt", lambda: parts.session and parts.session.stop(STOP_FLUSH_SECONDS)),
@@ -418,6 +433,24 @@ class Daemon:
             except Exception as e:  # noqa: BLE001
                 log.error("stopping %s: %s", step, e)
         log.info("stopped (exit code %d)", self.exit_code)
+
+
+def start_web_page(view, cfg):
+    """The web page and HTTP API (http section), or None. A page that cannot start (port taken,
+    unreadable token) is logged and the daemon runs on without it: publishing matters more."""
+    if not cfg.http.enabled:
+        return None
+    from ..web import start_web
+    from ..web.auth import TokenError
+    from ..web.server import WebStartError
+
+    p = cfg.pipeline
+    defaults = {"task": p.task, "pose_model": p.pose_model, "hand_model": p.hand_model, "precision": p.precision}
+    try:
+        return start_web(view, cfg.http, defaults)
+    except (WebStartError, TokenError) as e:
+        log.error("web page not started: %s", e)
+        return None
 
 
 def _running_thread(grabber) -> Optional[threading.Thread]:
@@ -439,10 +472,17 @@ def setup_logging(level: str) -> None:
                         format="%(asctime)s %(levelname)s %(name)s: %(message)s", force=True)
 
 
+_EARLY_STOP: list = []  # signals that arrived before Daemon._install_signals
+
+
 def main(args: argparse.Namespace) -> int:
     from .. import __version__
     from ..config import ConfigError, load_config
 
+    # SIGTERM before the daemon's own handlers exist (imports, config, models: seconds on a Pi)
+    # must still mean a clean stop, not death by the default action.
+    for sig in (signal.SIGTERM, signal.SIGINT):
+        signal.signal(sig, lambda signum, frame: _EARLY_STOP.append(signum))
     path = args.config or default_config_path()
     try:
         overrides = cli_overrides(args)

@@ -434,7 +434,8 @@ class Control:
                 grabber = self.builder.make_grabber(n)
                 built.append(grabber)
             session = old.session
-            if n.mqtt != o.mqtt or n.device_id != o.device_id or n.mqtt_password != o.mqtt_password:
+            if n.mqtt != o.mqtt or n.device_id != o.device_id or n.mqtt_password != o.mqtt_password \
+                    or getattr(n, "homeassistant", None) != getattr(o, "homeassistant", None):
                 session = self.builder.make_session(n)
                 if session is not None:
                     built.append(session)

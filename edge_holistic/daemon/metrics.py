@@ -261,11 +261,8 @@ def stats_document(metrics: Metrics, control, memory, cpu_percent: float, watchd
         "stalls": g.get("stalls", 0),
         "reopens": g.get("reopens", 0),
         "source_state": grabber.state if grabber is not None else None,
-        "mqtt": None if mc is None else {
-            "connected": session.connected, "reconnects": mc.reconnects, "disconnects": mc.disconnects,
-            "offline_dropped": mc.offline_dropped, "queue_dropped": mc.queue_dropped,
-            "queue_len": session.queue_len, "rate_skipped": mc.rate_skipped, "commands": mc.commands,
-            "commands_dropped": control.counters["commands_dropped"]},
+        "mqtt": None if mc is None else {**session.stats_dict(),
+                                         "commands_dropped": control.counters["commands_dropped"]},
         "control": dict(control.counters),
         "threads": {"deaths": own["thread_deaths"]},
         "paused": control.paused,

@@ -85,6 +85,11 @@ def judge(r: Readings) -> Tuple[bool, str]:
     return True, ""
 
 
+def _kind(reason: str) -> str:
+    """A verdict without its changing numbers: 'source down (reopening, no frame for 19 s)' -> 'source down'."""
+    return reason.split(" (", 1)[0].split(":", 1)[0]
+
+
 @dataclass
 class Watched:
     """A supervised thread: ``get`` returns the current Thread (it changes on a reload)."""
@@ -165,6 +170,7 @@ class HealthThread:
         self.clock = clock
         self.state = "off" if not watchdog_every else "pinging"
         self.last: Tuple[bool, str] = (True, "")
+        self.on_change: Optional[Callable[[], None]] = None  # verdict changed (not just its numbers)
         self._stop = threading.Event()
         self._on_death = on_death
         self.thread = self._new_thread()
@@ -204,6 +210,8 @@ class HealthThread:
             if stuck and self.state == "pinging":
                 log.error("wedged (%s): watchdog pings stopped, systemd will restart the service", stuck)
             self.state = "withheld" if stuck else "pinging"
+        if self.on_change is not None and (healthy, _kind(reason)) != (self.last[0], _kind(self.last[1])):
+            self.on_change()  # the retained status carries the verdict: republish it when it changes
         if (healthy, reason) != self.last and not healthy:
             log.warning("unhealthy: %s", reason)
         elif not self.last[0] and healthy:

@@ -3,6 +3,13 @@
 Models are keyed by (role, variant, precision). A user (CLI flag, MQTT command,
 config) only ever names a variant or precision; the file path always comes from
 the manifest, and the file's sha256 is verified before an interpreter sees it.
+
+Two places hold models. The bundled ones are package data (``edge_holistic.models``,
+read-only in site-packages). User-added ones (the ~27 MB heavy pose model) live in a
+writable models directory with its own ``manifest.yaml`` of the same format:
+``$EDGE_HOLISTIC_MODELS_DIR``, else ``$XDG_DATA_HOME/edge-holistic/models``; the
+systemd unit sets ``/var/lib/edge-holistic/models``. The registry merges both; a user
+entry with the same (role, variant, precision) as a bundled one replaces it.
 """
 from __future__ import annotations
 
@@ -43,6 +50,8 @@ class ModelSpec:
     origin: str = ""
     license: str = ""
     extra: dict = field(default_factory=dict, hash=False, compare=False)
+    # The folder holding ``file`` (set by the registry, never read from a manifest).
+    directory: str = field(default="", hash=False, compare=False)
 
     @property
     def label(self) -> str:
@@ -50,12 +59,61 @@ class ModelSpec:
         return self.name
 
 
+USER_MANIFEST = "manifest.yaml"
+
+
+def bundled_models_dir() -> Path:
+    """The models shipped inside the package (``edge_holistic.models``).
+
+    In git they sit in the repo's ``models/`` folder; setup.py maps that folder into the
+    package, so wheel, ``pip install .`` and editable installs resolve it the same way.
+    """
+    from importlib.resources import files
+
+    return Path(str(files("edge_holistic.models")))
+
+
 def default_models_dir() -> Path:
-    """``$EDGE_HOLISTIC_MODELS`` or the repo/install ``models/`` next to the package."""
+    """``$EDGE_HOLISTIC_MODELS`` (a full replacement set, for development) or the bundled models."""
     env = os.environ.get("EDGE_HOLISTIC_MODELS")
     if env:
         return Path(env)
-    return Path(__file__).resolve().parents[2] / "models"
+    return bundled_models_dir()
+
+
+def user_models_dir() -> Path:
+    """Writable folder for user-added models: ``$EDGE_HOLISTIC_MODELS_DIR`` or ``$XDG_DATA_HOME/edge-holistic/models``."""
+    env = os.environ.get("EDGE_HOLISTIC_MODELS_DIR")
+    if env:
+        return Path(env)
+    base = os.environ.get("XDG_DATA_HOME") or os.path.join(os.path.expanduser("~"), ".local", "share")
+    return Path(base) / "edge-holistic" / "models"
+
+
+def read_manifest(path: Path, directory: Path) -> List["ModelSpec"]:
+    """The entries of one manifest file, each bound to ``directory``; ModelError names the file and entry."""
+    try:
+        doc = yaml.safe_load(path.read_text())
+    except yaml.YAMLError as e:
+        raise ModelError(f"model manifest {path} is not valid YAML: {e}") from e
+    except OSError as e:
+        raise ModelError(f"model manifest {path} cannot be read: {e}") from e
+    if doc is not None and not isinstance(doc, dict):
+        raise ModelError(f"model manifest {path}: expected a mapping with a 'models' list")
+    known = {f for f in ModelSpec.__dataclass_fields__} - {"directory", "extra"}
+    out = []
+    for i, entry in enumerate((doc or {}).get("models") or []):
+        if not isinstance(entry, dict):
+            raise ModelError(f"{path}: models[{i}] is not a mapping")
+        try:
+            extra = {k: v for k, v in entry.items() if k not in known}
+            spec = ModelSpec(**{k: v for k, v in entry.items() if k in known}, extra=extra, directory=str(directory))
+        except TypeError as e:
+            raise ModelError(f"{path}: models[{i}] is malformed: {e}") from e
+        if not isinstance(spec.file, str) or Path(spec.file).name != spec.file or spec.file in ("", ".", ".."):
+            raise ModelError(f"{path}: models[{i}].file must be a plain file name in {directory}, got {spec.file!r}")
+        out.append(spec)
+    return out
 
 
 def sha256_file(path: Path) -> str:
@@ -99,24 +157,21 @@ def auto_threads(cores: Optional[int] = None) -> int:
 class Registry:
     """Reads the manifest; verifies and opens model files by (role, variant, precision)."""
 
-    def __init__(self, models_dir: Optional[Path] = None, manifest: str = "manifest.yaml") -> None:
+    def __init__(self, models_dir: Optional[Path] = None, manifest: str = "manifest.yaml",
+                 user_dir: Optional[Path] = None, use_user_dir: bool = True) -> None:
+        """``models_dir``: the bundled set (default: package data); ``user_dir``: the writable
+        set merged over it (default :func:`user_models_dir`; its manifest is optional)."""
         self.models_dir = Path(models_dir) if models_dir else default_models_dir()
         path = self.models_dir / manifest
         if not path.is_file():
             raise ModelError(f"model manifest not found: {path}")
-        try:
-            doc = yaml.safe_load(path.read_text())
-        except yaml.YAMLError as e:
-            raise ModelError(f"model manifest {path} is not valid YAML: {e}") from e
         self.specs: Dict[Tuple[str, str, str], ModelSpec] = {}
-        known = {f for f in ModelSpec.__dataclass_fields__}
-        for i, entry in enumerate((doc or {}).get("models") or []):
-            try:
-                extra = {k: v for k, v in entry.items() if k not in known}
-                spec = ModelSpec(**{k: v for k, v in entry.items() if k in known}, extra=extra)
-            except TypeError as e:
-                raise ModelError(f"{path}: models[{i}] is malformed: {e}") from e
+        for spec in read_manifest(path, self.models_dir):
             self.specs[(spec.role, str(spec.variant), spec.precision)] = spec
+        self.user_dir: Optional[Path] = (Path(user_dir) if user_dir else user_models_dir()) if use_user_dir else None
+        if self.user_dir is not None and (self.user_dir / USER_MANIFEST).is_file():
+            for spec in read_manifest(self.user_dir / USER_MANIFEST, self.user_dir):
+                self.specs[(spec.role, str(spec.variant), spec.precision)] = spec
         self._verified: Dict[str, str] = {}
         self._lock = threading.Lock()
 
@@ -143,13 +198,20 @@ class Registry:
         )
 
     def path(self, spec: ModelSpec) -> Path:
-        return self.models_dir / spec.file
+        """Where this registry keeps the model ``spec`` names (a spec from another registry, e.g. a
+        copy of the models folder, is looked up here by its key, not by the folder it came from)."""
+        own = self.specs.get((spec.role, str(spec.variant), spec.precision), spec)
+        return Path(own.directory or self.models_dir) / own.file
+
+    def is_user(self, spec: ModelSpec) -> bool:
+        """True for a model from the user models directory (not bundled)."""
+        return self.user_dir is not None and Path(spec.directory or self.models_dir) == self.user_dir
 
     def verify(self, spec: ModelSpec) -> Path:
         """Check existence and sha256 once per process; raise ModelError naming the file."""
         path = self.path(spec)
         with self._lock:
-            if self._verified.get(spec.file) == spec.sha256:
+            if self._verified.get(str(path)) == spec.sha256:
                 return path
         if not path.is_file():
             raise ModelError(f"model file missing: {path} (manifest entry {spec.name}, expected sha256 {spec.sha256})")
@@ -159,7 +221,7 @@ class Registry:
                 f"model file altered: {path} has sha256 {actual}, manifest expects {spec.sha256} ({spec.name})"
             )
         with self._lock:
-            self._verified[spec.file] = spec.sha256
+            self._verified[str(path)] = spec.sha256
         return path
 
     def open(self, spec: ModelSpec, num_threads: int = 2) -> TfliteModel:
@@ -176,3 +238,71 @@ class Registry:
             except ModelError as e:
                 out.append((spec, str(e)))
         return out
+
+
+def add_user_model(src: Path, role: str, variant: str, precision: str = "float16",
+                   user_dir: Optional[Path] = None, origin: str = "", registry: Optional[Registry] = None) -> ModelSpec:
+    """Copy a model file into the user models directory and add it to that folder's manifest.
+
+    The file must be a loadable model with the same input shape and output shapes as a
+    model already known for ``role`` (so the pipeline code can drive it unchanged), e.g.
+    MediaPipe's pose_landmark_heavy.tflite next to lite/full. Written atomically
+    (temporary file + rename) so a running daemon never sees half a file or manifest.
+    """
+    import shutil
+    import tempfile
+
+    src = Path(src)
+    if role not in ROLES:
+        raise ModelError(f"unknown model role {role!r}; valid: {', '.join(ROLES)}")
+    if precision not in PRECISIONS:
+        raise ModelError(f"unknown precision {precision!r}; valid: {', '.join(PRECISIONS)}")
+    if not str(variant) or not str(variant).replace("_", "").replace("-", "").isalnum():
+        raise ModelError(f"variant {variant!r} must be letters, digits, '-' or '_'")
+    if not src.is_file():
+        raise ModelError(f"{src}: no such file")
+    reg = registry or Registry()
+    refs = [s for (r, _v, _p), s in reg.specs.items() if r == role]
+    if not refs:
+        raise ModelError(f"no installed {role} model to compare {src} with")
+    try:
+        new = TfliteModel(str(src), num_threads=1, name=src.name)
+    except Exception as e:  # the runtime's message says what is wrong with the file
+        raise ModelError(f"{src} does not load as a model: {e}") from e
+    ref = reg.open(refs[0], num_threads=1)
+    if new.input_shape != ref.input_shape or sorted(new.output_shapes) != sorted(ref.output_shapes):
+        raise ModelError(f"{src} is not a {role} model: input {new.input_shape}, outputs {sorted(new.output_shapes)}; "
+                         f"{refs[0].name} has input {ref.input_shape}, outputs {sorted(ref.output_shapes)}")
+    directory = Path(user_dir) if user_dir else (reg.user_dir or user_models_dir())
+    directory.mkdir(parents=True, exist_ok=True)
+    suffix = "" if precision == "float16" else f"_{precision}"
+    fname = f"{role}_{variant}{suffix}.tflite"
+    name = f"{role}_{variant}@{precision}"
+    fd, tmp = tempfile.mkstemp(prefix=".adding-", dir=directory)
+    os.close(fd)
+    try:
+        shutil.copyfile(src, tmp)
+        digest = sha256_file(Path(tmp))
+        os.chmod(tmp, 0o644)
+        os.replace(tmp, directory / fname)
+    finally:
+        if os.path.exists(tmp):
+            os.unlink(tmp)
+    entry = {"name": name, "role": role, "variant": str(variant), "precision": precision, "file": fname,
+             "sha256": digest, "size": (directory / fname).stat().st_size,
+             "input": dict(refs[0].input), "origin": origin or f"user-added from {src.name}",
+             "license": refs[0].license}
+    manifest = directory / USER_MANIFEST
+    doc = yaml.safe_load(manifest.read_text()) if manifest.is_file() else None
+    doc = doc if isinstance(doc, dict) else {}
+    models = [e for e in (doc.get("models") or []) if isinstance(e, dict)
+              and (e.get("role"), str(e.get("variant")), e.get("precision")) != (role, str(variant), precision)]
+    models.append(entry)
+    text = ("# User-added models (edge-holistic models add); merged with the bundled manifest.\n"
+            + yaml.safe_dump({"schema": 1, "models": models}, sort_keys=False, width=120))
+    fd, tmp = tempfile.mkstemp(prefix=".manifest-", dir=directory)
+    with os.fdopen(fd, "w") as f:
+        f.write(text)
+    os.chmod(tmp, 0o644)
+    os.replace(tmp, manifest)
+    return read_manifest(manifest, directory)[-1]
