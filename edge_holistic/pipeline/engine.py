@@ -29,6 +29,11 @@ parallelism. Each part (face, left hand, right hand) has its own single-thread q
 part's frames run strictly in order and its state is only touched by that thread; the pose
 state only by the pose thread. Which arrangement is fastest depends on whether a second
 core is really free, so by default :class:`ScheduleChooser` measures and picks.
+
+The pose task has no face or hands to overlap, so its own frame is split instead: the pose
+thread runs the model and derives the next frame's ROI from the two ROI points only; the 33
+body landmarks (heatmap refinement, projection, smoothing, about 10% of a pose frame) are
+finished on a "pose" worker beside the next frame's model run ("pipelined").
 """
 from __future__ import annotations
 
@@ -156,8 +161,9 @@ class ScheduleChooser:
         return mode
 
     def record(self, mode: str, seconds: float) -> None:
-        """Wall time of the frame just scheduled by :meth:`next_mode`."""
-        if self._timed:
+        """Wall time of the frame just scheduled by :meth:`next_mode` (other modes, e.g. a
+        pose-task frame before a switch to holistic, are not samples)."""
+        if self._timed and mode in self._samples:
             self._samples[mode].append(seconds)
 
 
@@ -559,16 +565,16 @@ class Engine:
                 self._active += 1
                 cond.notify_all()  # room for a blocked submit
             t_start = time.perf_counter()
-            # A gap with nothing to do measures the camera, not the schedule: untimed.
-            mode = self._next_mode(None if idle else last, t_start)
-            last = (mode, t_start)
-            drained = mode != prev_mode or self._has_pending()
-            if drained:
-                with cond:
-                    while self._active > 1:  # every earlier frame delivered
-                        cond.wait()
-                prev_mode = mode
             try:
+                # A gap with nothing to do measures the camera, not the schedule: untimed.
+                mode = self._next_mode(None if idle else last, t_start)
+                last = (mode, t_start)
+                drained = mode != prev_mode or self._has_pending()
+                if drained:
+                    with cond:
+                        while self._active > 1:  # every earlier frame delivered
+                            cond.wait()
+                    prev_mode = mode
                 self._between_frames(drained)
                 inf = self._begin(frame.rgb, frame.timestamp, mode, frame.t_submit)
             except Exception as e:  # a bug or a model failure must not stop the stream
@@ -620,7 +626,9 @@ class Engine:
 
     def _next_mode(self, last: Optional[Tuple[str, float]], t_start: float) -> str:
         o = self._options
-        if o.task != "holistic" or o.schedule == "sequential":
+        if o.task != "holistic":
+            return "inline" if o.schedule in ("inline", "sequential") else "pipelined"
+        if o.schedule == "sequential":
             return "inline"
         if o.schedule != "auto":
             return o.schedule
@@ -656,11 +664,17 @@ class Engine:
         t = self._t
         timings: Dict[str, float] = {}
         result = FrameResult(width=w, height=h, models=dict(t.models), timestamp=ts)
+        if mode == "pipelined":
+            if t.face is None:  # pose task: the 33 landmarks are finished beside the next frame's model run
+                step = t.pose.track(rgb, ts, timings)
+                return _InFlight(result, timings, t_start,
+                                 [self._executor("pose").submit(_pose_finish, t.pose, step)])
+            mode = "inline"  # chosen before a switch to holistic took effect on this frame
         out = t.pose.step(rgb, ts, timings)
         lms = None
         if out is not None:
-            raw, lms, world = out
-            result.pose = PoseResult(raw.score, lms, world)
+            score, lms, world = out
+            result.pose = PoseResult(score, lms, world)
         futs: List[Future] = []
         if t.face is not None:
             parts = {"face": t.face, "left_hand": t.left_hand, "right_hand": t.right_hand}
@@ -725,6 +739,15 @@ def _part(name: str, tracker, rgb: np.ndarray, pose_lms: Optional[np.ndarray]) -
     if name == "face":
         return name, tracker.step(rgb, pose_lms, t), t
     return name, tracker.step(rgb, pose_lms, t, name.split("_")[0] + "_"), t
+
+
+def _pose_finish(tracker, step) -> Tuple[str, Optional[PoseResult], Dict[str, float]]:
+    """The pose task's second half, on the "pose" worker, one frame after the other."""
+    if step is None:
+        tracker.lost_landmarks()
+        return "pose", None, {}
+    score, lms, world = tracker.finish(step)
+    return "pose", PoseResult(score, lms, world), {}
 
 
 def _hands(left, right, rgb: np.ndarray, pose_lms: Optional[np.ndarray]) -> List[Tuple[str, Any, Dict[str, float]]]:

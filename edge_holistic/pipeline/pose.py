@@ -38,6 +38,8 @@ NUM_POSE_MODEL = 39  # 33 landmarks + 2 auxiliary ROI points + 4 unused
 # Measured: fed MediaPipe's own pose ROI, kernel 9 reproduces the 0.10.21 Pose/Holistic
 # landmarks to ~0.05-0.15 px median on the test stills, kernel 7 to ~0.3-0.8 px.
 HEATMAP_KERNEL = 9
+BODY_ROWS = slice(0, NUM_POSE)
+AUX_ROWS = slice(NUM_POSE, NUM_POSE + 2)  # the two ROI alignment points
 
 
 def detection_to_pose_roi(kp_hip: np.ndarray, kp_scale: np.ndarray, width: int, height: int) -> Rect:
@@ -67,6 +69,30 @@ class PoseDetector:
         d = decode_detections(raw_boxes, raw_scores, self.anchors, float(self.size), 4, self.min_score)
         d = weighted_nms(d, 0.3)
         return detections_remove_letterbox(d, crop.pad)
+
+
+@dataclass
+class PoseInference:
+    """One landmark-model run, before refinement: crop-normalised (39, 5), heatmap, world."""
+
+    score: float
+    lm: np.ndarray
+    heatmap: np.ndarray
+    world: np.ndarray
+    crop: object
+    roi: Rect
+
+
+@dataclass
+class PoseStep:
+    """What the critical path hands to :meth:`PoseTracker.finish`."""
+
+    inference: PoseInference
+    aux: np.ndarray  # (2, 5) ROI points, image-normalised
+    timestamp: float
+    width: int
+    height: int
+    object_scale: float
 
 
 @dataclass
@@ -121,7 +147,32 @@ class PoseLandmarker:
         self.out_idx = model.output_index_by_size([NUM_POSE_MODEL * 5, 1, hm_size, NUM_POSE_MODEL * 3])
         self.hm_shape = hm[0][1:] if hm else (64, 64, NUM_POSE_MODEL)
 
+    def infer(self, image: np.ndarray, roi: Rect) -> Optional["PoseInference"]:
+        """Crop, invoke, presence check: the model's raw output (None: no person)."""
+        crop = self.model.write_input(lambda buf: warp_into(image, roi, buf, (0.0, 1.0), keep_aspect=True))
+        raw, flag, heatmap, world = self.model.invoke(self.out_idx)
+        score = float(flag.reshape(-1)[0])
+        if not score > self.min_presence:
+            return None
+        lm = raw.reshape(NUM_POSE_MODEL, 5).astype(np.float32)
+        lm[:, :3] /= self.size
+        return PoseInference(score, lm, heatmap.reshape(self.hm_shape), world, crop, roi)
+
+    @staticmethod
+    def points(inf: "PoseInference", rows: slice) -> np.ndarray:
+        """Landmarks ``rows`` refined on their heatmaps, activated and projected to the image.
+
+        Every landmark is refined on its own heatmap channel and projected on its own, so
+        any subset gives exactly the numbers the whole set would: the tracker computes the
+        two ROI points first (they decide the next frame's crop) and the 33 body landmarks
+        off the critical path.
+        """
+        lm = refine_from_heatmap(inf.lm[rows], inf.heatmap[..., rows])
+        lm[:, 3:5] = 1.0 / (1.0 + np.exp(-lm[:, 3:5]))
+        return project_to_image(lm, inf.crop, original=inf.roi)
+
     def run(self, image: np.ndarray, roi: Rect) -> Optional[RawPose]:
+        """All in one step (the reference the split path is checked against)."""
         h, w = image.shape[:2]
         crop = self.model.write_input(lambda buf: warp_into(image, roi, buf, (0.0, 1.0), keep_aspect=True))
         raw, flag, heatmap, world = self.model.invoke(self.out_idx)
@@ -152,8 +203,18 @@ class PoseTracker:
         self.static_image_mode = static_image_mode
         self.smooth = smooth and not static_image_mode
 
-    def step(self, image: np.ndarray, timestamp: float, timings: dict) -> Optional[Tuple[RawPose, np.ndarray, np.ndarray]]:
-        """Returns (raw, smoothed landmarks (33,5), smoothed world (33,3)) or None."""
+    def step(self, image: np.ndarray, timestamp: float, timings: dict) -> Optional[Tuple[float, np.ndarray, np.ndarray]]:
+        """One frame: (score, smoothed landmarks (33,5), smoothed world (33,3)) or None."""
+        s = self.track(image, timestamp, timings)
+        if s is None:
+            self.lost_landmarks()
+            return None
+        return self.finish(s)
+
+    def track(self, image: np.ndarray, timestamp: float, timings: dict) -> Optional[PoseStep]:
+        """The critical path: detection if needed, the landmark model, and the next frame's
+        ROI from the two filtered ROI points. None: no person (call :meth:`lost_landmarks`
+        in order with :meth:`finish`)."""
         h, w = image.shape[:2]
         roi = None if self.static_image_mode else self.state.prev_roi
         if roi is None:
@@ -162,27 +223,39 @@ class PoseTracker:
             timings["pose_detect"] = (time.perf_counter() - t0) * 1e3
             self.state.detector_runs += 1
             if len(dets) == 0:
-                self.state.lost()
+                self.state.lost_roi()
                 return None
             kp = dets.keypoints[0]
             roi = detection_to_pose_roi(kp[0], kp[1], w, h)
         t0 = time.perf_counter()
-        raw = self.landmarker.run(image, roi)
-        timings["pose_landmarks"] = (time.perf_counter() - t0) * 1e3
+        inf = self.landmarker.infer(image, roi)
         self.state.last_roi = roi
-        if raw is None:
-            self.state.lost()
+        if inf is None:
+            timings["pose_landmarks"] = (time.perf_counter() - t0) * 1e3
+            self.state.lost_roi()
             return None
-        aux = raw.landmarks[NUM_POSE:NUM_POSE + 2]
+        aux = self.landmarker.points(inf, AUX_ROWS)
+        timings["pose_landmarks"] = (time.perf_counter() - t0) * 1e3
         scale_roi = rect_from_alignment_points(aux[0], aux[1], math.pi / 2, w, h)
         object_scale = (scale_roi.w * w + scale_roi.h * h) / 2.0
-        if self.smooth:
-            lms = self.state.lm_filter.apply(raw.landmarks[:NUM_POSE], timestamp, w, h, object_scale)
-            world = self.state.world_filter.apply(raw.world, timestamp, w, h, pixel_space=False)
-        else:
-            lms = raw.landmarks[:NUM_POSE].copy()
-            world = raw.world
         aux_f = self.state.aux_filter.apply(aux, timestamp, w, h, object_scale)
         nxt = rect_from_alignment_points(aux_f[0], aux_f[1], math.pi / 2, w, h)
         self.state.prev_roi = transform_rect(nxt, w, h, POSE_ROI_SCALE, POSE_ROI_SCALE, square_long=True)
-        return raw, lms, world
+        return PoseStep(inf, aux, float(timestamp), w, h, object_scale)
+
+    def finish(self, s: PoseStep) -> Tuple[float, np.ndarray, np.ndarray]:
+        """The 33 body landmarks and world points of a tracked frame, smoothed. Touches only
+        the landmark and world filters, so it may run on another thread than :meth:`track`,
+        one frame after the other."""
+        inf = s.inference
+        lms = self.landmarker.points(inf, BODY_ROWS)
+        world = rotate_world(inf.world.reshape(NUM_POSE_MODEL, 3)[:NUM_POSE], inf.roi.theta)
+        if self.smooth:
+            lms = self.state.lm_filter.apply(lms, s.timestamp, s.width, s.height, s.object_scale)
+            world = self.state.world_filter.apply(world, s.timestamp, s.width, s.height, pixel_space=False)
+        return inf.score, lms, world
+
+    def lost_landmarks(self) -> None:
+        """No person this frame: the landmark filter's part of losing the pose, in order with
+        :meth:`finish`."""
+        self.state.lost_landmarks()

@@ -40,12 +40,19 @@ class PoseState:
         self.world_filter.reset()
         self.aux_filter.reset()
 
+    # Losing the pose: filters fed by the image-size stream reset; the visibility and world
+    # filters only see landmark packets, so they keep state. In two halves, because the ROI
+    # side belongs to the pose thread and the landmark side may run on another, in frame order.
     def lost(self) -> None:
-        # Filters fed by the image-size stream reset when the pose is lost; the
-        # visibility and world filters only see landmark packets, so they keep state.
+        self.lost_roi()
+        self.lost_landmarks()
+
+    def lost_roi(self) -> None:
         self.prev_roi = None
-        self.lm_filter.reset_coords()
         self.aux_filter.reset_coords()
+
+    def lost_landmarks(self) -> None:
+        self.lm_filter.reset_coords()
 
 
 class PartState:
