@@ -8,11 +8,13 @@ Payload: one JSON object, at most ``CMD_MAX_BYTES`` bytes::
     {"cmd": "promote"}
 
 ``id`` (optional string, echoed in the result) lets a caller match replies.
-``set`` takes one or more of ``task``, ``pose_model``, ``hand_model``,
-``precision``, ``max_fps`` and ``shadow`` (an object of ``pipeline.shadow`` keys: the A/B
+``set`` takes one or more pipeline settings (``pipeline/settings.py``: ``task``,
+``pose_model``, ``hand_model``, ``precision``, ``threads``, ``smooth``, the two
+confidences, ``max_fps``) and ``shadow`` (an object of ``pipeline.shadow`` keys: the A/B
 candidate, see docs/shadow.md); it applies all of them or none. ``promote`` makes the
 shadow's models the primary's and the primary's the shadow's (again = roll back).
-Every reply goes to ``cmd/result``: ``{"id", "cmd", "ok": true, "applied": {...}, "models": {...}}``
+Every reply goes to
+``cmd/result``: ``{"id", "cmd", "ok": true, "applied": {...}, "models": {...}}``
 or ``{"id", "cmd", "ok": false, "error": "<what was wrong>"}``.
 
 Parsing is strict on purpose: anything that reaches the broker can send here,
@@ -27,17 +29,18 @@ import re
 from dataclasses import dataclass, field
 from typing import Any, Dict, List, Optional, Tuple, Union
 
+from ..pipeline import settings as _settings
+
 CMD_MAX_BYTES = 4096
 COMMANDS = ("set", "pause", "resume", "status", "promote")
-SET_KEYS = ("task", "pose_model", "hand_model", "precision", "max_fps", "shadow")
+# Every pipeline setting, from the one table the config section and the engine use too
+# (issue 9, item 4), and the A/B shadow's object; the installed models and the watchdog
+# bound are checked when applied.
+SET_KEYS = tuple(_settings.SETTINGS) + ("shadow",)
 _ID_MAX = 64
 # A command is a flat object; a few levels leave room for a clear "wrong type" error
 # on a nested value, while the decoder's recursion stays tiny.
 MAX_DEPTH = 8
-# Below 1/unhealthy_after fps the watchdog would see no progress; 0.1 fps = one frame in
-# 10 s, well inside any sensible health.unhealthy_after (the daemon checks the exact bound).
-MIN_FPS = 0.1
-CHOICES = {"task": ("pose", "holistic"), "precision": ("float", "float16", "int8", "auto")}
 _NAME_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_-]{0,31}$")
 _ID_RE = re.compile(r"^[^\x00-\x1f\x7f]*$")
 
@@ -207,6 +210,8 @@ def _parse(payload: Union[bytes, bytearray, memoryview, str]) -> Command:
 
 
 def _check_setting(key: str, value: Any, cid: Optional[str]) -> Any:
+    """One ``set`` value: JSON type first (the table also takes "2" or "true" from a command
+    line; a command must send real numbers and booleans), then the pipeline settings table."""
     if key == "shadow":
         from ..pipeline.shadow import validate_shadow
 
@@ -215,21 +220,22 @@ def _check_setting(key: str, value: Any, cid: Optional[str]) -> Any:
         except ValueError as e:
             raise CommandError(str(e), cid, "set") from None
         return dict(value)
-    if key == "max_fps":
-        if isinstance(value, bool) or not isinstance(value, (int, float)):
-            raise CommandError(f"'max_fps' must be a number, got {_type(value)}", cid, "set")
-        if not math.isfinite(value) or not (value == 0 or MIN_FPS <= value <= 240):
-            raise CommandError(f"'max_fps' must be 0 (no cap) or in [{MIN_FPS}, 240], got {_show(value)}",
-                               cid, "set")
-        return float(value)
-    if not isinstance(value, str):
-        raise CommandError(f"{key!r} must be a string, got {_type(value)}", cid, "set")
-    choices = CHOICES.get(key)
-    if choices is not None and value not in choices:
-        raise CommandError(f"{key!r} must be one of {', '.join(choices)}; got {_show(value)}", cid, "set")
-    if not _NAME_RE.match(value):
-        # Model names are looked up in the manifest, never joined to a path; refusing
-        # anything path-like here keeps that true even if a lookup were ever relaxed.
-        raise CommandError(f"{key!r} must be a model name (letters, digits, '_' or '-', at most 32), "
-                           f"got {_show(value)}", cid, "set")
-    return value
+    s = _settings.SETTINGS[key]
+    if s.kind in ("int", "float"):
+        if not (s.also and value == s.also) and (isinstance(value, bool) or not isinstance(value, (int, float))):
+            raise CommandError(f"{key!r} must be {s.describe()}, got {_type(value)}", cid, "set")
+    elif s.kind == "bool":
+        if not isinstance(value, bool):
+            raise CommandError(f"{key!r} must be true or false, got {_type(value)}", cid, "set")
+    else:
+        if not isinstance(value, str):
+            raise CommandError(f"{key!r} must be a string, got {_type(value)}", cid, "set")
+        if not _NAME_RE.match(value):
+            # Model names are looked up in the manifest, never joined to a path; refusing
+            # anything path-like here keeps that true even if a lookup were ever relaxed.
+            raise CommandError(f"{key!r} must be a model name (letters, digits, '_' or '-', at most 32), "
+                               f"got {_show(value)}", cid, "set")
+    try:
+        return _settings.validate(key, value)  # the message starts with the key
+    except ValueError as e:
+        raise CommandError(str(e), cid, "set") from None
