@@ -20,6 +20,7 @@ VERBS = {
     "check-config": ("edge_holistic.config.check", "validate a config file (exit 0, or print errors and exit 2)"),
     "models": ("edge_holistic.runtime.cli", "list, verify or add models"),
     "bench": ("edge_holistic.bench", "benchmark the pipeline on a video or image folder"),
+    "compare": ("edge_holistic.compare", "A/B two model sets on the same frames: per-part agreement and fps"),
     "ha-remove": ("edge_holistic.publish.homeassistant",
                   "remove this device from Home Assistant (empty retained discovery configs)"),
 }

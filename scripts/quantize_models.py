@@ -1481,6 +1481,11 @@ def write_docs(path: Path, rows: List[Tuple[ModelJob, dict]], pipeline_ms: Dict[
         "",
     ]
     path.parent.mkdir(parents=True, exist_ok=True)
+    # Keep the accuracy tables scripts/compare_docs.py writes at the end of the same file.
+    begin, end = "<!-- compare:begin", "<!-- compare:end -->"
+    old = path.read_text() if path.exists() else ""
+    if begin in old and end in old:
+        lines += ["", begin + old.split(begin, 1)[1].split(end, 1)[0] + end, ""]
     path.write_text("\n".join(lines))
 
 

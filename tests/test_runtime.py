@@ -109,3 +109,18 @@ def test_pool_releases_idle_but_never_in_use(registry):
     m2 = pool.get("pose_landmark", "lite", "float16", 1)
     assert m2 is not m1
     np.testing.assert_array_equal(a, m2.run(x, idx)[0])
+
+
+def test_pool_drop_namespace_releases_only_that_namespace_now(registry):
+    """The A/B shadow disabled: its interpreters (namespace "shadow1") leave at once; the
+    primary's, and anything another owner still uses, stay."""
+    pool = ModelPool(registry, idle_release_s=3600.0)
+    main = pool.get("pose_landmark", "lite", "float16", 1)
+    mine = pool.get("pose_landmark", "lite", "float16", 1, "shadow1/main")
+    kept = pool.get("pose_detector", "default", "float16", 1, "shadow1/main")
+    assert mine is not main
+    pool.retain([id(main)], owner="primary")
+    pool.retain([id(kept)], owner="other")
+    assert pool.drop_namespace("shadow1") == ["pose_landmark_lite@float16"]
+    assert sorted(key[4] for key, _, _ in pool.loaded()) == ["main", "shadow1/main"]
+    assert pool.drop_namespace("shadow2") == []

@@ -283,7 +283,22 @@ def check_models(cfg: Config, registry: Any = None) -> List[Tuple[str, str]]:
             if prec not in have:
                 out.append(("pipeline.precision",
                             f"no {prec} build of {role} {variant!r}; installed: {', '.join(have)}"))
+    out.extend(check_shadow_models(cfg, reg))
     return out
+
+
+def check_shadow_models(cfg: Config, registry: Any) -> List[Tuple[str, str]]:
+    """``pipeline.shadow`` model names against the registry (even while disabled: enabling it
+    by command later must not find them missing)."""
+    from ..pipeline.shadow import ShadowSettings, check_installed
+
+    s = cfg.pipeline.shadow
+    try:
+        check_installed(ShadowSettings(**dataclasses.asdict(s)), registry, prefix="pipeline.shadow")
+    except ValueError as e:
+        key, _, msg = str(e).partition(": ")
+        return [(key, msg)]
+    return []
 
 
 def read_password(cfg: Config) -> Optional[str]:

@@ -40,6 +40,24 @@ SOURCE_TYPES = ("v4l2", "picamera2", "gstreamer", "file", "images")
 
 
 @dataclass
+class ShadowConfig:
+    """A/B shadow: a candidate model set on a sample of the same frames, compared, never published.
+
+    Same keys, defaults and rules as ``{"cmd": "set", "shadow": {...}}``
+    (``pipeline/shadow.py``, ``SHADOW_KEYS``; a test keeps the two equal)."""
+
+    enabled: bool = opt(False, "run the candidate beside the primary (stats.shadow, retained shadow topic)")
+    pose_model: str = opt("lite", "candidate pose landmark model: lite | full | heavy (if installed)", as_str=True)
+    hand_model: str = opt("lite", "candidate hand landmark model (holistic): lite | full", as_str=True)
+    precision: str = opt("int8", "candidate precision: float | int8 | auto",
+                         choices=("float", "float16", "int8", "auto"))
+    every: int = opt(10, "candidate share of frames: runs of 5 consecutive frames out of every 5*every", min=1,
+                     max=10000)
+    max_cpu_percent: float = opt(80.0, "skip the candidate while the daemon uses more than this % of all cores; "
+                                 "0 = no ceiling", min=0, max=100)
+
+
+@dataclass
 class SourceConfig:
     """Where frames come from. Keys that do not apply to ``type`` are ignored."""
 
@@ -91,6 +109,7 @@ class PipelineConfig:
     min_detection_confidence: float = setting("min_detection_confidence")
     min_tracking_confidence: float = setting("min_tracking_confidence")
     smooth: bool = setting("smooth")
+    shadow: ShadowConfig = opt(ShadowConfig, "A/B shadow: candidate models compared on the same frames")
 
 
 @dataclass

@@ -176,6 +176,8 @@ class Daemon:
         self.health_thread.on_change = self._mark_status
         self._status_due = False
         self._next_stats = 0.0
+        self.shadow = None  # pipeline.shadow.ShadowRunner, built with the engine
+        self._shadow_published = False  # a retained shadow document is on the broker
         self._engine_done = 0
         self.web = None
 
@@ -186,13 +188,20 @@ class Daemon:
         return judge(self.readings())
 
     def status(self) -> Dict[str, Any]:
-        return status_document(self.metrics, self.control, self.health_thread.state, self.health(), self.stopping)
+        import dataclasses
+
+        doc = status_document(self.metrics, self.control, self.health_thread.state, self.health(), self.stopping)
+        # the A/B shadow's settings in force (what promote would swap in), null before start
+        doc["shadow"] = dataclasses.asdict(self.shadow.settings) if self.shadow is not None else None
+        return doc
 
     def stats(self, reader: str = "mqtt") -> Dict[str, Any]:
         """The ``stats`` document; rates (fps, CPU) are per ``reader`` since its previous call."""
         cpu = self._cpu.setdefault(reader, CpuMeter()) if reader != "mqtt" else self.cpu
-        return stats_document(self.metrics, self.control, self.health_thread.memory, cpu.percent(),
-                              self.health_thread.state, self.health(), self.publisher.backlog, reader)
+        doc = stats_document(self.metrics, self.control, self.health_thread.memory, cpu.percent(),
+                             self.health_thread.state, self.health(), self.publisher.backlog, reader)
+        doc["shadow"] = self.shadow.summary() if self.shadow is not None else None  # shadow@1, or null
+        return doc
 
     def installed_variants(self) -> Dict[str, list]:
         from ..pipeline.settings import PRECISIONS, TASKS
@@ -283,10 +292,45 @@ class Daemon:
             st = self.stats()
             if parts.session is not None:
                 parts.session.publish_stats(st)
+                self._publish_shadow(parts.session, st.get("shadow"))
             if not self._tty:
                 log.info("%s | dropped %.1f/s | stalls %d | cpu %.0f%% | rss %.0f MB",
                          status_line(self.metrics, self.control, self.health_thread.last), st["fps"]["dropped"],
                          st["stalls"], st["cpu_percent"], st["rss_mb"])
+
+    def _publish_shadow(self, session, doc: Optional[Dict[str, Any]]) -> None:
+        """The retained ``shadow`` topic: the shadow@1 summary on the stats cadence; an empty
+        retained message clears it when the shadow is disabled."""
+        import json
+
+        topic = f"{self.control.parts.cfg.topic_base}/shadow"
+        if doc is not None:
+            session.send(topic, json.dumps(doc, separators=(",", ":"), allow_nan=False).encode(), qos=1, retain=True)
+            self._shadow_published = True
+        elif self._shadow_published:
+            session.send(topic, b"", qos=1, retain=True)
+            self._shadow_published = False
+
+    def _start_shadow(self, cfg, engine) -> None:
+        """The A/B candidate (pipeline.shadow): its own engine on its own thread, fed by a
+        frame tap after each message went out; models through the shared pool."""
+        import dataclasses
+
+        from ..pipeline.shadow import ShadowRunner, ShadowSettings
+
+        self.shadow = ShadowRunner(ShadowSettings(**dataclasses.asdict(cfg.pipeline.shadow)),
+                                   engine.effective_options, self.pool)
+        self.control.shadow = self.shadow
+        self.publisher.add_tap(lambda rgb, result, msg: self.shadow.offer(rgb, result))
+
+        def on_reload(old, new) -> None:
+            if new.cfg.pipeline.shadow != old.cfg.pipeline.shadow:
+                self.shadow.update(ShadowSettings(**dataclasses.asdict(new.cfg.pipeline.shadow)))
+                log.info("shadow settings reloaded: %s", dataclasses.asdict(new.cfg.pipeline.shadow))
+
+        self.control.on_swap.append(on_reload)
+        if self.shadow.enabled:
+            log.info("A/B shadow: %s", self.shadow.summary()["b"]["label"])
 
     def request_stop(self, signum: int = signal.SIGTERM) -> None:
         """What SIGTERM does; for an embedding caller (tests) that runs the daemon in a thread."""
@@ -327,6 +371,13 @@ class Daemon:
             return EXIT_CONFIG
         log.info("pipeline ready: task %s, models %s", engine.effective_options.task,
                  ", ".join(f"{k}={v}" for k, v in engine.models.items()))
+        try:
+            self._start_shadow(cfg, engine)
+        except (ModelError, ValueError) as e:
+            log.error("cannot load the shadow models (pipeline.shadow): %s", e)
+            self.notifier.stopping(f"model error: {e}")
+            engine.close()
+            return EXIT_CONFIG
         try:
             session = self.builder.make_session(cfg)
             grabber = self.builder.make_grabber(cfg)
@@ -375,6 +426,7 @@ class Daemon:
                          ("mqtt", lambda: parts.session and parts.session.stop(STOP_FLUSH_SECONDS)),
                          ("stdout", lambda: self.stdout_sink and self.stdout_sink.stop()),
                          ("engine", lambda: parts.engine and parts.engine.close()),
+                         ("shadow", lambda: self.shadow and self.shadow.close()),
                          ("health", lambda: self.health_thread.stop())):
             try:  # one failing step must not skip the others (a device left open, no 'stopped')
                 fn()

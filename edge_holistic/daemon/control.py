@@ -121,6 +121,7 @@ class Control:
         self._queue: Deque[Change] = deque()
         self._external = 0
         self.on_swap: List[Callable[[Parts, Parts], None]] = []  # called after a reload swapped parts
+        self.shadow: Any = None  # pipeline.shadow.ShadowRunner (app sets it): set shadow / promote
 
     # -- the effective state -------------------------------------------------------------
     @property
@@ -202,6 +203,23 @@ class Control:
     def apply(self, change: Change) -> Optional[Dict[str, Any]]:
         """THE apply path. Never raises: a failure becomes a result / config_error."""
         try:
+            return self._apply(change)
+        finally:
+            self._sync_shadow()
+
+    def _sync_shadow(self) -> None:
+        """The A/B shadow follows the primary's options (task, threads; its numbers restart
+        when the primary's models change), whatever changed them: set, promote, shed, reload."""
+        engine = self.parts.engine
+        if self.shadow is None or engine is None:
+            return
+        try:
+            self.shadow.set_primary(engine.effective_options)
+        except Exception as e:  # noqa: BLE001 - the candidate must never stop the primary
+            log.error("shadow: cannot follow the primary's options: %s", e)
+
+    def _apply(self, change: Change) -> Optional[Dict[str, Any]]:
+        try:
             if change.kind == "reload":
                 self._reload()
                 return None
@@ -250,6 +268,13 @@ class Control:
         elif cmd.cmd == "resume":
             self.paused = False
             self.on_resume()
+        elif cmd.cmd == "promote":
+            try:
+                result.update(self._promote())
+            except Exception as e:  # ValueError / ModelError say why; nothing changed
+                log.warning("rejected promote from %s: %s", change.origin, e)
+                return {"id": cmd.id, "cmd": cmd.cmd, "ok": False, "error": str(e)}
+            log.info("promote applied (%s): %s", change.origin, result.get("applied"))
         elif cmd.cmd == "set":
             try:
                 result.update(self._set(dict(cmd.settings)))
@@ -262,6 +287,59 @@ class Control:
         return result
 
     def _set(self, settings: Dict[str, Any]) -> Dict[str, Any]:
+        """All or nothing: validate every key first, then apply."""
+        shadow_changes = settings.pop("shadow", None)
+        new_shadow = old_shadow = None
+        if shadow_changes is not None and settings:
+            from ..pipeline.settings import validate_all
+
+            validate_all(dict(settings))  # the primary's keys first: a bad one changes nothing
+        if shadow_changes is not None:
+            if self.shadow is None:
+                raise ValueError("shadow: not available in this daemon")
+            from ..pipeline.shadow import validate_shadow
+
+            old_shadow = self.shadow.settings
+            new_shadow = validate_shadow(shadow_changes, old_shadow, registry=self._registry())
+        if new_shadow is not None and not settings:
+            self.shadow.update(new_shadow)  # loads (or releases) the candidate's models now
+            return {"applied": {"shadow": _asdict(new_shadow)}, "effective": "now"}
+        if new_shadow is not None:
+            self.shadow.update(new_shadow)
+        try:
+            out = self._set_primary(settings)
+        except Exception:
+            if new_shadow is not None:
+                self.shadow.update(old_shadow)  # all or nothing
+            raise
+        if new_shadow is not None:
+            out["applied"]["shadow"] = _asdict(new_shadow)
+        return out
+
+    def _registry(self) -> Any:
+        engine = self.parts.engine
+        return getattr(engine, "registry", None) or getattr(self.shadow, "registry", None)
+
+    def _promote(self) -> Dict[str, Any]:
+        """The candidate's models become the primary's and the primary's the candidate's
+        (so promote again rolls back). Loads both now; on any failure nothing changes."""
+        from ..pipeline.shadow import promote_plan
+
+        if self.shadow is None:
+            raise ValueError("promote: the A/B shadow is not available in this daemon")
+        old_shadow = self.shadow.settings
+        to_primary, to_shadow = promote_plan(self.requested, old_shadow)
+        self.builder.check_models(to_primary)
+        self.shadow.update(to_shadow)
+        try:
+            out = self._set_primary(dict(to_primary))
+        except Exception:
+            self.shadow.update(old_shadow)
+            raise
+        out["applied"] = {"primary": dict(to_primary), "shadow": _asdict(to_shadow)}
+        return out
+
+    def _set_primary(self, settings: Dict[str, Any]) -> Dict[str, Any]:
         """All or nothing: validate every key first (the settings table, then the installed
         models through the engine), then apply."""
         from ..pipeline.settings import validate_all
@@ -411,3 +489,9 @@ def _stop_quietly(part: Any, *args: Any) -> None:
         part.stop(*args)
     except Exception as e:  # noqa: BLE001 - a failing stop must not skip the rest of the swap
         log.warning("stopping %r: %s", part, e)
+
+
+def _asdict(settings: Any) -> Dict[str, Any]:
+    import dataclasses
+
+    return dataclasses.asdict(settings)

@@ -664,7 +664,7 @@ class Engine:
         self._frame_index += 1
         t = self._t
         timings: Dict[str, float] = {}
-        result = FrameResult(width=w, height=h, models=dict(t.models))
+        result = FrameResult(width=w, height=h, models=dict(t.models), timestamp=ts)
         if mode == "pipelined":
             if t.face is None:  # pose task: the 33 landmarks are finished beside the next frame's model run
                 step = t.pose.track(rgb, ts, timings)

@@ -37,6 +37,9 @@ class FrameResult:
     right_hand: Optional[HandResult] = None
     models: Dict[str, str] = field(default_factory=dict)  # part -> "pose_landmark_full@float16"
     latency_ms: Dict[str, float] = field(default_factory=dict)  # "total" + one per stage
+    # The timestamp (s) the engine tracked and smoothed this frame with: the A/B shadow runs its
+    # candidate on exactly the same ones (its smoothing is as sensitive to them as the primary's).
+    timestamp: Optional[float] = None
 
     @property
     def person(self) -> bool:

@@ -4,11 +4,16 @@ Payload: one JSON object, at most ``CMD_MAX_BYTES`` bytes::
 
     {"id": "42", "cmd": "set", "pose_model": "lite", "max_fps": 10}
     {"id": "43", "cmd": "pause"}      {"cmd": "resume"}      {"cmd": "status"}
+    {"cmd": "set", "shadow": {"enabled": true, "pose_model": "lite", "precision": "int8"}}
+    {"cmd": "promote"}
 
 ``id`` (optional string, echoed in the result) lets a caller match replies.
 ``set`` takes one or more pipeline settings (``pipeline/settings.py``: ``task``,
 ``pose_model``, ``hand_model``, ``precision``, ``threads``, ``smooth``, the two
-confidences, ``max_fps``); it applies all of them or none. Every reply goes to
+confidences, ``max_fps``) and ``shadow`` (an object of ``pipeline.shadow`` keys: the A/B
+candidate, see docs/shadow.md); it applies all of them or none. ``promote`` makes the
+shadow's models the primary's and the primary's the shadow's (again = roll back).
+Every reply goes to
 ``cmd/result``: ``{"id", "cmd", "ok": true, "applied": {...}, "models": {...}}``
 or ``{"id", "cmd", "ok": false, "error": "<what was wrong>"}``.
 
@@ -27,10 +32,11 @@ from typing import Any, Dict, List, Optional, Tuple, Union
 from ..pipeline import settings as _settings
 
 CMD_MAX_BYTES = 4096
-COMMANDS = ("set", "pause", "resume", "status")
+COMMANDS = ("set", "pause", "resume", "status", "promote")
 # Every pipeline setting, from the one table the config section and the engine use too
-# (issue 9, item 4); the installed models and the watchdog bound are checked when applied.
-SET_KEYS = tuple(_settings.SETTINGS)
+# (issue 9, item 4), and the A/B shadow's object; the installed models and the watchdog
+# bound are checked when applied.
+SET_KEYS = tuple(_settings.SETTINGS) + ("shadow",)
 _ID_MAX = 64
 # A command is a flat object; a few levels leave room for a clear "wrong type" error
 # on a nested value, while the decoder's recursion stays tiny.
@@ -206,6 +212,14 @@ def _parse(payload: Union[bytes, bytearray, memoryview, str]) -> Command:
 def _check_setting(key: str, value: Any, cid: Optional[str]) -> Any:
     """One ``set`` value: JSON type first (the table also takes "2" or "true" from a command
     line; a command must send real numbers and booleans), then the pipeline settings table."""
+    if key == "shadow":
+        from ..pipeline.shadow import validate_shadow
+
+        try:  # shape, types and ranges now (the key named); installed model names when applied
+            validate_shadow(value)
+        except ValueError as e:
+            raise CommandError(str(e), cid, "set") from None
+        return dict(value)
     s = _settings.SETTINGS[key]
     if s.kind in ("int", "float"):
         if not (s.also and value == s.also) and (isinstance(value, bool) or not isinstance(value, (int, float))):
