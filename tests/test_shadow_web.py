@@ -1,5 +1,6 @@
 """The A/B shadow's numbers on the daemon's web side: /api/stats carries stats.shadow and
-/metrics the shadow gauges (real daemon, real broker, prometheus_client's own parser). ~20 s."""
+/metrics the shadow gauges (real daemon, real broker, prometheus_client's own parser), and the
+live page shows them and promotes (headless Chromium). ~20 s."""
 from __future__ import annotations
 
 import json
@@ -19,6 +20,29 @@ def _get(port: int, path: str):
         return r.status, r.read()
     finally:
         conn.close()
+
+
+def _browser_panel_and_promote(port: int) -> None:
+    """Headless Chromium: the panel shows the pair and per-part numbers; Promote swaps them."""
+    import shutil
+
+    from selenium.webdriver.common.by import By
+    from selenium.webdriver.support.ui import WebDriverWait
+
+    from test_web import _chrome
+
+    browser, profile = _chrome()
+    try:
+        browser.get(f"http://127.0.0.1:{port}/")
+        WebDriverWait(browser, 30).until(lambda b: b.find_element(By.ID, "shadow").is_displayed()
+                                         and "pose" in b.find_element(By.ID, "shadow-parts").text)
+        assert "primary lite@" in browser.find_element(By.ID, "shadow-pair").text
+        browser.find_element(By.ID, "c-promote").click()
+        WebDriverWait(browser, 30).until(lambda b: "primary full@" in b.find_element(By.ID, "shadow-pair").text)
+        WebDriverWait(browser, 10).until(lambda b: "applied (promote)" in b.find_element(By.ID, "cmd-result").text)
+    finally:
+        browser.quit()
+        shutil.rmtree(profile, ignore_errors=True)
 
 
 def test_stats_api_and_metrics_carry_the_shadow(tmp_path):
@@ -54,11 +78,7 @@ def test_stats_api_and_metrics_carry_the_shadow(tmp_path):
         agree = {s.labels["part"]: s.value for s in families["edge_holistic_shadow_found_agreement_ratio"].samples}
         assert set(agree) == {"pose", "face", "left_hand", "right_hand"} and 0 <= agree["pose"] <= 1
         assert families["edge_holistic_shadow_frames_compared"].samples[0].value >= 3
-        # the page has the panel and polls the numbers
-        status, page = _get(port, "/")
-        assert status == 200 and b'id="shadow"' in page
-        status, js = _get(port, "/static/live.js")
-        assert status == 200 and b"/api/stats" in js and b'cmd: "promote"' in js
+        _browser_panel_and_promote(port)
     finally:
         sub.close()
         d.close()
