@@ -470,9 +470,10 @@ class Engine:
                 self._between_frames(drained)
                 self.counters.submitted += 1
                 inflight.append(self._begin(rgb, ts, mode, t_start))
-                # Hand out every finished frame at once; block only when too many are queued.
-                while inflight and (len(inflight) > self._options.max_in_flight
-                                    or all(f.done() for f in inflight[0].futures)):
+                # Hand out every finished frame at once; block only when too many are queued
+                # (pipelined pose: one frame being finished while the next one runs is enough).
+                limit = 1 if mode == "pipelined" else self._options.max_in_flight
+                while inflight and (len(inflight) > limit or all(f.done() for f in inflight[0].futures)):
                     yield self._deliver(inflight.popleft())
             while inflight:
                 yield self._deliver(inflight.popleft())
