@@ -111,10 +111,25 @@ class _DaemonCollector:
             for part, name in sorted(models.items()):
                 info.add_metric([str(part)], {"model": str(name)})
             yield info
+        yield from _shadow_families(stats.get("shadow"))
         cfg = {k: str(status.get(k)) for k in ("task", "pose_model", "hand_model", "precision", "version")
                if status.get(k) is not None}
         if cfg:
             yield InfoMetricFamily(f"{PREFIX}_pipeline", "live pipeline settings", value=cfg)
+
+
+def _shadow_families(summary: Optional[Dict[str, Any]]) -> Iterator[Any]:
+    """The A/B shadow's numbers (stats.shadow; docs/shadow.md) as gauges, nothing while it is off."""
+    from ..pipeline.agreement import metric_samples
+
+    families: Dict[str, Any] = {}
+    for name, doc, labels, value in metric_samples(summary, prefix=f"{PREFIX}_shadow"):
+        key = (name, tuple(sorted(labels)))
+        fam = families.get(key)
+        if fam is None:
+            fam = families[key] = GaugeMetricFamily(name, doc, labels=sorted(labels))
+        fam.add_metric([str(labels[k]) for k in sorted(labels)], value)
+    yield from families.values()
 
 
 class WebMetrics:

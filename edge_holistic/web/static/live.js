@@ -41,6 +41,32 @@ function showLive(d) {
   document.body.dataset.frames = d.frames;
 }
 
+// The A/B shadow (docs/shadow.md): stats.shadow, read every few seconds while it is on.
+function showShadow(s) {
+  $("shadow").hidden = !s;
+  if (!s) return;
+  $("shadow-pair").textContent = `primary ${s.a.label} · candidate ${s.b.label} · ${s.frames} frames compared`;
+  const head = document.createElement("tr");
+  for (const h of ["part", "median %", "p90 %", "agree"]) {
+    const th = document.createElement("th"); th.textContent = h; head.append(th);
+  }
+  const rows = Object.entries(s.parts).map(([part, p]) => {
+    const tr = document.createElement("tr");
+    for (const v of [part, fmt(p.median_pct, "", 2), fmt(p.p90_pct, "", 2), fmt(p.agreement, "", 3)]) {
+      const td = document.createElement("td"); td.textContent = v; tr.append(td);
+    }
+    return tr;
+  });
+  $("shadow-parts").replaceChildren(head, ...rows);
+}
+
+async function pollShadow() {
+  try {
+    const r = await fetch("/api/stats");
+    if (r.ok) showShadow((await r.json()).shadow);
+  } catch (e) { /* the next poll tries again */ }
+}
+
 async function loadOptions() {
   const r = await fetch("/api/options");
   if (!r.ok) return;
@@ -86,4 +112,7 @@ document.addEventListener("DOMContentLoaded", () => {
           precision: $("c-precision").value, max_fps: Number($("c-fps").value)});
   });
   $("c-pause").addEventListener("click", () => send({cmd: paused ? "resume" : "pause"}));
+  $("c-promote").addEventListener("click", () => send({cmd: "promote"}).then(pollShadow));
+  pollShadow();
+  setInterval(pollShadow, 5000);
 });
