@@ -1,6 +1,6 @@
 """``edge-holistic analyze IMAGE...``: one landmarks@1 JSON line per image on stdout.
 
-Images are independent, so the pipeline runs in static-image mode (detection on
+Images are independent, so the engine runs in image mode (detection on
 every image, no smoothing). A bad file is reported on stderr and skipped; the
 exit code says whether every file was processed.
 """
@@ -36,24 +36,23 @@ def int_arg(minimum: int, also: str = ""):
     return parse
 
 
-threads_arg = int_arg(1, also="auto")
+MODEL_FLAGS = ("task", "pose_model", "hand_model", "precision", "threads")
 
 
-def add_pipeline_arguments(p: argparse.ArgumentParser, default_precision: str = "auto") -> None:
-    """Model-selection flags shared by analyze and bench."""
-    p.add_argument("--task", choices=("pose", "holistic"), default="pose", help="what to compute (default: pose)")
-    p.add_argument("--pose-model", default="full", metavar="lite|full|heavy", help="pose landmark model (default: full)")
-    p.add_argument("--hand-model", default="full", metavar="lite|full", help="hand landmark model for holistic (default: full)")
-    p.add_argument("--precision", default=default_precision, choices=("float", "int8", "auto"),
-                   help=f"model precision; auto = int8 on ARM, float on x86 (default: {default_precision})")
-    p.add_argument("--threads", default=2, type=threads_arg, help="interpreter threads per model, or 'auto' (default: 2)")
+def add_pipeline_arguments(p: argparse.ArgumentParser, extra=(), defaults=None) -> None:
+    """Model-selection flags shared by analyze and bench, typed and checked by the one
+    settings table (``pipeline.settings``)."""
+    from .pipeline import settings
+
+    settings.add_arguments(p, MODEL_FLAGS + tuple(extra), defaults=defaults)
 
 
 def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("images", nargs="+", metavar="IMAGE", help="image files (JPEG, PNG, BMP, ...)")
-    add_pipeline_arguments(p)
+    # precision defaults to auto, as in the daemon's config: the same photo gives the same
+    # landmarks from the CLI and from the daemon on the same board.
+    add_pipeline_arguments(p, extra=("min_detection_confidence",), defaults={"precision": "auto"})
     p.add_argument("--draw", metavar="OUT_DIR", help="also write annotated images into this folder")
-    p.add_argument("--min-detection-confidence", type=float, default=0.5)
 
 
 def read_image(path: str) -> Tuple[Optional["object"], Optional[str]]:
@@ -78,13 +77,13 @@ def read_image(path: str) -> Tuple[Optional["object"], Optional[str]]:
 
 def main(args: argparse.Namespace) -> int:
     from .message import build_message, dumps
-    from .pipeline import Pipeline, PipelineOptions
+    from .pipeline import Engine, EngineOptions, RunningMode
     from .runtime import ModelError
 
     try:
-        pipe = Pipeline(PipelineOptions(
-            task=args.task, pose_model=args.pose_model, hand_model=args.hand_model, precision=args.precision,
-            threads=args.threads, static_image_mode=True,
+        engine = Engine(EngineOptions(
+            running_mode=RunningMode.IMAGE, task=args.task, pose_model=args.pose_model, hand_model=args.hand_model,
+            precision=args.precision, threads=args.threads,
             min_detection_confidence=args.min_detection_confidence,
         ))
     except (ModelError, ValueError) as e:
@@ -99,7 +98,7 @@ def main(args: argparse.Namespace) -> int:
             print(f"edge-holistic: error: {path}: {err}", file=sys.stderr)
             failed.append(path)
             continue
-        result = pipe.process(bgr[:, :, ::-1])
+        result = engine.detect(bgr[:, :, ::-1])
         print(dumps(build_message(result, source=path, seq=seq, ts=time.time())), flush=True)
         if args.draw:
             import cv2
@@ -108,7 +107,7 @@ def main(args: argparse.Namespace) -> int:
 
             out = os.path.join(args.draw, os.path.splitext(os.path.basename(path))[0] + ".png")
             cv2.imwrite(out, draw_result(bgr, result))
-    pipe.close()
+    engine.close()
     if failed:
         print(f"edge-holistic: {len(failed)} of {len(args.images)} file(s) failed", file=sys.stderr)
         return EXIT_SOME_FAILED

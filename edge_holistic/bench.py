@@ -20,7 +20,7 @@ import sys
 import time
 from typing import Dict, List, Optional, Sequence
 
-from .analyze import add_pipeline_arguments, int_arg, threads_arg
+from .analyze import add_pipeline_arguments, int_arg
 
 EXIT_OK = 0
 EXIT_ERROR = 1
@@ -50,8 +50,12 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
                    help="holistic scheduling: auto (default) measures overlap/split/inline every ~170 frames "
                         "and keeps the fastest; overlap = next frame's pose alongside this frame's face, left "
                         "and right hand on 3 workers; split = hands on one worker, face and pose on the caller; "
-                        "inline = one model after the other; per-frame = Pipeline.process per frame (face and "
-                        "hands concurrent within the frame, the daemon's path); sequential = no threads at all")
+                        "inline = one model after the other; per-frame = Engine.detect_for_video per frame (face "
+                        "and hands concurrent within the frame, no overlap across frames); sequential = no threads "
+                        "at all")
+    p.add_argument("--mode", default="video", choices=("video", "live"),
+                   help="engine running mode: video (Engine.run, default) or live (Engine.submit with "
+                        "block=True and a result callback: the daemon's path, no frame dropped)")
     p.add_argument("--json", action="store_true",
                    help="print one JSON line per run instead of the table")
 
@@ -59,7 +63,12 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
 def _thread_list(value: str) -> List[int]:
     out = []
     for part in value.split(","):
-        n = threads_arg(part.strip())
+        from .pipeline import settings
+
+        try:
+            n = settings.validate("threads", part.strip())
+        except ValueError as e:
+            raise argparse.ArgumentTypeError(str(e)) from None
         if n == "auto":
             raise argparse.ArgumentTypeError("--threads-sweep takes numbers, e.g. 1,2,4")
         out.append(n)
@@ -150,29 +159,40 @@ def run_once(frames: Sequence["object"], args: argparse.Namespace, threads) -> D
     """
     import cv2
 
-    from .pipeline import Pipeline, PipelineOptions
-    from .pipeline.stream import FrameStream, reset_tracking
+    from .pipeline import Engine, EngineOptions, RunningMode
 
     # OpenCV's own worker threads only add contention next to the interpreters'
     # concurrency: a single-threaded warp of a 256x256 crop measured ~30% faster here.
     cv2.setNumThreads(1)
 
-    pipe = Pipeline(PipelineOptions(task=args.task, pose_model=args.pose_model, hand_model=args.hand_model,
-                                    precision=args.precision, threads=threads, static_image_mode=False,
-                                    parallel=args.schedule != "sequential"))
+    per_frame = args.schedule == "per-frame"
+    live = getattr(args, "mode", "video") == "live"
+    delivered: List[object] = []
+    engine = Engine(EngineOptions(running_mode=RunningMode.LIVE if live else RunningMode.VIDEO, task=args.task,
+                                  pose_model=args.pose_model, hand_model=args.hand_model, precision=args.precision,
+                                  threads=threads, schedule="auto" if per_frame else args.schedule,
+                                  result_callback=(lambda result, meta: delivered.append(result)) if live else None))
+
+    def results_of(chunk: Sequence["object"]):
+        stamped = ((rgb, i / FRAME_RATE) for i, rgb in enumerate(chunk))
+        if live:  # the daemon's path: submit returns at once, results arrive on the callback
+            for rgb, ts in stamped:
+                engine.submit(rgb, ts, block=True)
+            engine.flush()
+            return delivered
+        return (engine.detect_for_video(rgb, ts) for rgb, ts in stamped) if per_frame else engine.run(stamped)
+
     try:
-        warm = list(frames[: args.warmup])
-        for i, rgb in enumerate(warm):
-            pipe.process(rgb, i / FRAME_RATE)
-        reset_tracking(pipe)
+        for result in results_of(frames[: args.warmup]):
+            pass
+        engine.reset()  # the timed pass starts the clip again at frame 0, tracking nothing
+        delivered.clear()
         stages: Dict[str, List[float]] = {}
         latencies: List[float] = []
         found = 0
         cpu0 = os.times()
         t0 = time.perf_counter()
-        schedule = {"sequential": "per-frame"}.get(args.schedule, args.schedule)
-        stream = FrameStream(pipe, schedule=schedule)
-        for result in stream.run((rgb, i / FRAME_RATE) for i, rgb in enumerate(frames)):
+        for result in results_of(frames):
             latencies.append(result.latency_ms["total"])
             found += result.pose is not None
             for k, v in result.latency_ms.items():
@@ -180,12 +200,11 @@ def run_once(frames: Sequence["object"], args: argparse.Namespace, threads) -> D
                     stages.setdefault(k, []).append(v)
         wall = time.perf_counter() - t0
         cpu1 = os.times()
-        stream.close()
-        schedule = ",".join(stream.chooser.choices) if stream.chooser is not None else ""
-        models = dict(pipe.models)
-        threads_used = pipe.options.threads
+        schedule = ",".join(engine.schedule_choices)
+        models = dict(engine.models)
+        threads_used = engine.options.threads
     finally:
-        pipe.close()
+        engine.close()
     n = len(frames)
     cpu = (cpu1.user - cpu0.user) + (cpu1.system - cpu0.system)
     return {

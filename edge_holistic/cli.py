@@ -20,6 +20,8 @@ VERBS = {
     "check-config": ("edge_holistic.config.check", "validate a config file (exit 0, or print errors and exit 2)"),
     "models": ("edge_holistic.runtime.cli", "list, verify or add models"),
     "bench": ("edge_holistic.bench", "benchmark the pipeline on a video or image folder"),
+    "ha-remove": ("edge_holistic.publish.homeassistant",
+                  "remove this device from Home Assistant (empty retained discovery configs)"),
 }
 
 

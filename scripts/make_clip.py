@@ -65,6 +65,23 @@ KEYS: Tuple[Key, ...] = (
 )
 
 
+def steady_keys(cx: float, cy: float, zoom: float) -> Tuple[Key, ...]:
+    """A hand-held camera resting on one person: a slow sway of a few percent in position,
+    zoom and roll, the person never leaving the frame.
+
+    For the face-and-hands benchmark clip (``scripts/bench_compare.py``): face and both hands
+    in view on every frame, so every holistic model runs on every frame, the heaviest load
+    the pipeline sees, unlike the tour above, where the person is small, cut or gone.
+    """
+    return (
+        Key(0, cx, cy, zoom, 0.0),
+        Key(25, cx - 0.03, cy + 0.02, zoom * 1.08, 3.0),
+        Key(50, cx + 0.03, cy - 0.01, zoom * 0.95, -3.0),
+        Key(75, cx - 0.02, cy, zoom * 1.05, 2.0),
+        Key(99, cx, cy, zoom, 0.0),
+    )
+
+
 def camera_at(keys: Sequence[Key], frame: int) -> Tuple[float, float, float, float]:
     """Cosine-eased interpolation between the two keyframes around ``frame``."""
     if frame <= keys[0].frame:
@@ -157,7 +174,11 @@ def main(argv: Sequence[str] | None = None) -> int:
     p.add_argument("--size", type=int, nargs=2, default=(400, 300), metavar=("W", "H"))
     p.add_argument("--fps", type=float, default=30.0)
     p.add_argument("--seed", type=int, default=20241)
+    p.add_argument("--steady", type=float, nargs=3, default=None, metavar=("CX", "CY", "ZOOM"),
+                   help="instead of the tour, a camera resting on the point (CX, CY) of the still "
+                        "(fractions of its width and height) at ZOOM, swaying slightly")
     args = p.parse_args(argv)
+    keys = KEYS if args.steady is None else steady_keys(*args.steady)
 
     still = cv2.imread(str(args.source), cv2.IMREAD_COLOR)
     if still is None:
@@ -172,7 +193,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     person = np.array([bx0 + origin[0], by0 + origin[1], bx1 + origin[0], by1 + origin[1]])
     still_box = np.array([origin[0], origin[1], origin[0] + w - 1, origin[1] + h - 1], float)
     out_wh = (int(args.size[0]), int(args.size[1]))
-    n = KEYS[-1].frame + 1
+    n = keys[-1].frame + 1
 
     args.out.parent.mkdir(parents=True, exist_ok=True)
     # FFmpeg's MJPEG encoder at its default quality: at 400x300 it is ~40% smaller than
@@ -185,7 +206,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     still_frac = np.zeros(n)
     cams = []
     for i in range(n):
-        cam = camera_at(KEYS, i)
+        cam = camera_at(keys, i)
         m = frame_matrix(cam, (w, h), origin, out_wh)
         frame = cv2.warpAffine(canvas, m, out_wh, flags=cv2.INTER_LINEAR, borderMode=cv2.BORDER_REFLECT)
         writer.write(frame)

@@ -18,7 +18,7 @@ Stages (``all`` runs them in order; each caches its output under ``--work``):
     RELU kernel, so each would split the int8 graph). The folded model is checked to
     reproduce the original's outputs.
 ``capture``
-    Runs the project's own float pipeline (``edge_holistic.pipeline.Pipeline``) over still
+    Runs the project's own float pipeline (``edge_holistic.pipeline.Engine``) over still
     images and video frames (static and tracking mode, mirrored copies too) and records the
     exact input tensor of every model invocation by wrapping ``TfliteModel.invoke``/``run``:
     rotated ROI crops for the landmark/recrop models, letterboxed frames or pose-derived ROI
@@ -537,7 +537,7 @@ def build_sources(images: Sequence[Path], videos: Sequence[Path], heldout_tail: 
 
 def stage_capture(jobs: Sequence[ModelJob], models_dir: Path, work: Path, sources: Sequence[Source]) -> None:
     """Run the float pipeline over every source; store each model's inputs with a split flag."""
-    from edge_holistic.pipeline import Pipeline, PipelineOptions
+    from edge_holistic.pipeline import Engine, EngineOptions
 
     manifest = load_manifest(models_dir)
     ranges = {j.name: parse_range(float_entry(manifest, j.name)["input"]["range"]) for j in jobs}
@@ -551,7 +551,7 @@ def stage_capture(jobs: Sequence[ModelJob], models_dir: Path, work: Path, source
     variants = [("full", "full"), ("lite", "lite")] + ([("heavy", "full")] if have_heavy else [])
     task = "holistic"
     try:
-        Pipeline(PipelineOptions(task="holistic")).close()
+        Engine(EngineOptions(task="holistic")).close()
     except Exception as e:  # holistic not available yet: face/hand models get no captures
         log(f"holistic pipeline unavailable ({type(e).__name__}: {e}); capturing with task=pose")
         task = "pose"
@@ -562,13 +562,17 @@ def stage_capture(jobs: Sequence[ModelJob], models_dir: Path, work: Path, source
                 for src in sources:
                     if not static and not src.video:
                         continue  # tracking mode needs a sequence
-                    pipe = Pipeline(PipelineOptions(task=task, pose_model=pose_model, hand_model=hand_model,
-                                                    precision="float", threads=2, static_image_mode=static))
+                    pipe = Engine(EngineOptions(running_mode="image" if static else "video", task=task,
+                                                pose_model=pose_model, hand_model=hand_model, precision="float",
+                                                threads=2))
                     try:
                         for i, frame in enumerate(src.frames()):
                             recorder.tag = f"{src.tag}#{i}:{'static' if static else 'track'}:{pose_model}"
                             before = {k: len(v) for k, v in recorder.samples.items()}
-                            pipe.process(frame, i / 30.0)
+                            if static:
+                                pipe.detect(frame)
+                            else:
+                                pipe.detect_for_video(frame, i / 30.0)
                             held = src.heldout(i)
                             for k, v in recorder.samples.items():
                                 heldout_flags.setdefault(k, []).extend([held] * (len(v) - before.get(k, 0)))
@@ -1173,16 +1177,16 @@ def time_pipelines(models_dir: Path, frames: Sequence[np.ndarray], task: str = "
     Runs alternate frame by frame between the two pipelines so shared-machine load hits
     both alike; the first 5 frames (model warm-up) are not counted.
     """
-    from edge_holistic.pipeline import Pipeline, PipelineOptions
+    from edge_holistic.pipeline import Engine, EngineOptions
 
-    pipes = {p: Pipeline(PipelineOptions(task=task, precision=p, threads=2, parallel=False))
+    pipes = {p: Engine(EngineOptions(task=task, precision=p, threads=2, schedule="sequential"))
              for p in ("float", "int8")}
     ms: Dict[str, List[float]] = {p: [] for p in pipes}
     try:
         for i, frame in enumerate(frames):
             for p, pipe in pipes.items():
                 t0 = time.perf_counter()
-                pipe.process(frame, i / 30.0)
+                pipe.detect_for_video(frame, i / 30.0)
                 if i >= 5:
                     ms[p].append((time.perf_counter() - t0) * 1e3)
     finally:
@@ -1415,7 +1419,7 @@ def write_docs(path: Path, rows: List[Tuple[ModelJob, dict]], pipeline_ms: Dict[
     ]
     if pipeline_ms:
         lines += [
-            "Whole pipeline (`edge_holistic.pipeline.Pipeline`, tracking mode, 2 threads, face and hands",
+            "Whole pipeline (`edge_holistic.pipeline.Engine`, video mode, 2 threads, face and hands",
             "sequential) on tests/data/clip.avi, float and int8 alternating frame by frame, mean ms/frame:",
             "",
             "| task | float | int8 |",

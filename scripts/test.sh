@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # The test command (README): builds .venv at the repo root, installs the package
-# (editable) with its test extras, installs the MQTT broker and systemd-analyze
-# from Debian packages when they are missing, then runs the whole suite.
+# (editable) with its test extras, installs the MQTT broker, systemd-analyze and
+# headless Chromium + chromedriver from Debian packages when they are missing,
+# then runs the whole suite.
 # Extra arguments go to pytest, e.g. scripts/test.sh -k pose -x
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -9,6 +10,9 @@ cd "$(dirname "$0")/.."
 missing=()
 command -v mosquitto >/dev/null 2>&1 || [ -x /usr/sbin/mosquitto ] || missing+=(mosquitto)
 command -v systemd-analyze >/dev/null 2>&1 || missing+=(systemd)
+# The web page's browser test: Debian's headless Chromium driven through chromedriver.
+command -v chromium >/dev/null 2>&1 || [ -x /usr/bin/chromium ] || missing+=(chromium)
+command -v chromedriver >/dev/null 2>&1 || [ -x /usr/bin/chromedriver ] || missing+=(chromium-driver)
 if [ ${#missing[@]} -gt 0 ]; then
   if [ "$(id -u)" = 0 ]; then
     echo "== installing ${missing[*]} (apt-get)"

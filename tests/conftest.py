@@ -50,22 +50,24 @@ def registry():
 
 @pytest.fixture(scope="session")
 def make_pipeline(registry):
-    """Factory returning a fresh Pipeline; models are shared through one pool per session."""
-    from edge_holistic.pipeline import Pipeline, PipelineOptions
+    """Factory returning a fresh Engine (``EngineOptions`` keywords, default video mode);
+    models are shared through one pool per session unless ``own_pool``."""
+    import weakref
+
+    from edge_holistic.pipeline import Engine, EngineOptions
     from edge_holistic.runtime.pool import ModelPool
 
     pool = ModelPool(registry)
-    made = []
+    made = weakref.WeakSet()
 
     def make(own_pool: bool = False, **kw):
-        p = Pipeline(PipelineOptions(**kw), registry=registry, pool=ModelPool(registry) if own_pool else pool)
-        made.append(p)
-        return p
+        e = Engine(EngineOptions(**kw), registry=registry, pool=ModelPool(registry) if own_pool else pool)
+        made.add(e)
+        return e
 
     yield make
-    for p in made:
-        if p._executor is not None:
-            p._executor.shutdown(wait=True)
+    for e in list(made):
+        e.close()
 
 
 @pytest.fixture(scope="session")
@@ -77,3 +79,25 @@ def run_cli(*args: str, timeout: float = 120.0, **kw) -> subprocess.CompletedPro
     """Run the real console entry point in a subprocess."""
     return subprocess.run([sys.executable, "-m", "edge_holistic.cli", *args], capture_output=True, text=True,
                           timeout=timeout, cwd=kw.pop("cwd", REPO), **kw)
+
+
+# The CI soak (tests/test_faults_soak.py) takes two minutes of wall time but little CPU of its
+# own beyond one daemon: start it as soon as the tests are known so it overlaps the rest.
+SOAK_TEST = "test_faults_soak.py::test_soak_two_minutes"
+
+
+def pytest_collection_finish(session):
+    if any(item.nodeid.endswith(SOAK_TEST) for item in session.items):
+        import tempfile
+
+        from fault_helpers import start_background_soak
+
+        start_background_soak(tempfile.mkdtemp(prefix="ci-soak-"))
+
+
+def pytest_sessionfinish(session, exitstatus):
+    try:
+        from fault_helpers import stop_background_soak
+    except ImportError:
+        return
+    stop_background_soak()

@@ -184,6 +184,7 @@ def daemon_config(tmp: Path, port: int, device_id: str, source: Optional[dict] =
         "mqtt": {"host": "127.0.0.1", "port": port, "reconnect_min_delay": 0.5, "reconnect_max_delay": 1,
                  "keepalive": 5},
         "health": {"stats_interval": 1, "stall_timeout": 5, "unhealthy_after": 10},
+        "http": {"enabled": False},  # the web page has its own tests (test_web.py), on free ports
     }
     for section, values in sections.items():
         if isinstance(values, dict):

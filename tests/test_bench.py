@@ -43,6 +43,15 @@ def test_json_line_shape(task):
         assert "face" not in doc["models"]
 
 
+def test_live_mode_goes_through_submit_and_keeps_every_frame():
+    proc = run_cli("bench", "--source", str(CLIP), "--task", "holistic", "--frames", "8", "--warmup", "2",
+                   "--mode", "live", "--json", timeout=300)
+    assert proc.returncode == 0, proc.stderr
+    doc = _one_json_line(proc.stdout)
+    assert set(doc) == KEYS and doc["frames"] == 8 and doc["fps"] > 0
+    assert {"face", "hand"} <= set(doc["models"]) and "pose_landmarks" in doc["stages_ms"]
+
+
 def test_threads_sweep_prints_one_line_per_setting():
     proc = run_cli("bench", "--source", str(CLIP), "--frames", "4", "--warmup", "1", "--threads-sweep", "1,2",
                    "--json", timeout=300)

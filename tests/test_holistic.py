@@ -27,7 +27,7 @@ POSE_WRIST = {"left_hand": 15, "right_hand": 16}
 
 
 def _holistic(make_pipeline, **kw):
-    return make_pipeline(task="holistic", static_image_mode=True, **kw)
+    return make_pipeline(task="holistic", running_mode="image", **kw)
 
 
 def _grade(result, item) -> Dict[str, object]:
@@ -56,7 +56,7 @@ def static_grades(make_pipeline) -> Dict[str, Dict[str, object]]:
             pipe = _holistic(make_pipeline, hand_model="full")
             bgr = cv2.imread(str(folder / name))
             assert bgr is not None, name
-            r = pipe.process(np.ascontiguousarray(bgr[:, :, ::-1]))
+            r = pipe.detect(np.ascontiguousarray(bgr[:, :, ::-1]))
             grades[name] = _grade(r, item)
     lines = [f"{n}: " + ", ".join(f"{p}={v:.4f}" if isinstance(v, float) else f"{p}={v}"
                                   for p, v in g.items()) for n, g in grades.items()]
@@ -95,7 +95,7 @@ def test_static_found_agreement_with_mediapipe(static_grades):
 
 def test_done_criterion_all_543_points_and_a_valid_message(make_pipeline):
     pipe = _holistic(make_pipeline)
-    r = pipe.process(load_rgb("COCO_val2014_000000000536.jpg"))
+    r = pipe.detect(load_rgb("COCO_val2014_000000000536.jpg"))
     assert r.pose is not None and r.pose.landmarks.shape == (33, 5)
     for part, shape in SHAPE.items():
         assert getattr(r, part) is not None, part
@@ -115,7 +115,7 @@ def test_done_criterion_all_543_points_and_a_valid_message(make_pipeline):
 def test_lite_hand_model_selectable(make_pipeline):
     ref = golden.load_golden("holistic_full_static").items["COCO_val2014_000000000241.jpg"]
     pipe = _holistic(make_pipeline, hand_model="lite")
-    r = pipe.process(load_rgb("COCO_val2014_000000000241.jpg"))
+    r = pipe.detect(load_rgb("COCO_val2014_000000000241.jpg"))
     assert r.models["hand"] == "hand_landmark_lite@float16"
     # A different network than MediaPipe's (full) reference, so only a loose bound: same hands, same side.
     for part in ("left_hand", "right_hand"):
@@ -151,7 +151,7 @@ def test_cli_holistic_draws_face_and_hands(tmp_path):
 def clip_run(make_pipeline, clip_frames):
     ref = golden.load_golden("holistic_full_tracking")
     pipe = make_pipeline(task="holistic", hand_model="full")
-    results = [pipe.process(f, i / 30.0) for i, f in enumerate(clip_frames)]
+    results = [pipe.detect_for_video(f, i / 30.0) for i, f in enumerate(clip_frames)]
     return pipe, results, ref
 
 
@@ -192,10 +192,10 @@ def test_clip_parts_found_on_consecutive_frames_with_tracking(clip_run):
     # The face detector runs on every frame with a pose (Holistic re-detects inside the
     # pose's face ROI), but the landmark ROI mostly comes from the previous mesh.
     with_pose = sum(r.pose is not None for r in results)
-    assert pipe.face.detector_runs == with_pose
-    assert pipe.face.tracked_frames > pipe.face.landmark_runs // 2
-    assert pipe.left_hand.tracked_frames > pipe.left_hand.landmark_runs // 2
-    assert pipe.left_hand.recrop_runs >= pipe.left_hand.landmark_runs
+    assert pipe.tracking.face.detector_runs == with_pose
+    assert pipe.tracking.face.tracked_frames > pipe.tracking.face.landmark_runs // 2
+    assert pipe.tracking.left_hand.tracked_frames > pipe.tracking.left_hand.landmark_runs // 2
+    assert pipe.tracking.left_hand.recrop_runs >= pipe.tracking.left_hand.landmark_runs
 
 
 def _wrist_distances(r, part: str) -> Optional[Tuple[float, float]]:
@@ -232,13 +232,13 @@ def test_no_visible_hands_skips_hand_models(make_pipeline):
     """Tennis player (415): the left wrist is hidden (visibility < 0.1), so no hand model
     runs for it at all; the right wrist is visible but no hand is there (MediaPipe agrees)."""
     pipe = _holistic(make_pipeline)
-    r = pipe.process(load_rgb("COCO_val2014_000000000415.jpg"))
+    r = pipe.detect(load_rgb("COCO_val2014_000000000415.jpg"))
     assert r.pose is not None and r.face is not None
     assert r.left_hand is None and r.right_hand is None
     assert r.pose.landmarks[15, 3] <= 0.1
-    assert pipe.left_hand.recrop_runs == 0 and pipe.left_hand.landmark_runs == 0
+    assert pipe.tracking.left_hand.recrop_runs == 0 and pipe.tracking.left_hand.landmark_runs == 0
     assert "left_recrop" not in r.latency_ms
-    assert pipe.right_hand.recrop_runs == 1
+    assert pipe.tracking.right_hand.recrop_runs == 1
 
 
 @pytest.mark.parametrize("name", ["COCO_val2014_000000000474.jpg", "COCO_val2014_000000000338.jpg"])
@@ -247,9 +247,9 @@ def test_face_turned_away(make_pipeline, name):
     face detector runs inside the pose's face ROI, but no face comes out (the detector or
     the mesh model's face flag rejects the back of a head), as with MediaPipe."""
     pipe = _holistic(make_pipeline)
-    r = pipe.process(load_rgb(str(EDGE / name)))
+    r = pipe.detect(load_rgb(str(EDGE / name)))
     assert r.pose is not None and r.face is None
-    assert pipe.face.detector_runs == 1 and pipe.face.prev_landmarks is None
+    assert pipe.tracking.face.detector_runs == 1 and pipe.tracking.face.prev_landmarks is None
     if name.endswith("338.jpg"):  # a hand is visible though, as MediaPipe finds too
         assert r.left_hand is not None and r.right_hand is None
 
@@ -261,8 +261,8 @@ def test_person_partly_out_of_frame(make_pipeline):
     img = load_rgb("COCO_val2014_000000000459.jpg")
     h, w = img.shape[:2]
     cut = np.ascontiguousarray(img[:, : int(w * 0.6)])
-    full = _holistic(make_pipeline).process(img)
-    part = _holistic(make_pipeline).process(cut)
+    full = _holistic(make_pipeline).detect(img)
+    part = _holistic(make_pipeline).detect(cut)
     assert full.left_hand is not None and part.pose is not None and part.face is not None
     assert part.left_hand is None
     face_px = part.face.landmarks[:, :2] * (cut.shape[1], h)
@@ -284,7 +284,7 @@ def test_several_people_one_person_followed(make_pipeline, name):
         dx, dy = int(round(pad * (1 + np.sin(i / 5)))), int(round(pad * (1 + np.cos(i / 7))))
         frame = np.zeros((h + 2 * pad, w + 2 * pad, 3), np.uint8)
         frame[dy:dy + h, dx:dx + w] = img
-        r = pipe.process(frame, i / 30.0)
+        r = pipe.detect_for_video(frame, i / 30.0)
         assert r.pose is not None and r.face is not None, f"frame {i}"
         size = np.array([w + 2 * pad, h + 2 * pad])
         nose = r.pose.landmarks[0, :2] * size - (dx, dy)
@@ -304,4 +304,4 @@ def test_several_people_one_person_followed(make_pipeline, name):
     assert np.linalg.norm(noses_a - noses_a[0], axis=1).max() < face_scale, "pose jumped to another person"
     print(f"{name}: {hands} hands found in 16 frames, {sided} with wrists far enough apart to tell sides")
     assert hands >= 16 and sided >= 4
-    assert pipe.pose.detector_runs == 1
+    assert pipe.tracking.pose.detector_runs == 1

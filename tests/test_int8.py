@@ -118,14 +118,14 @@ def captured(make_pipeline) -> Dict[str, List[np.ndarray]]:
         clip = clip_frames_rgb()
         for pose_model, hand_model in (("full", "full"), ("lite", "lite")):
             pipe = make_pipeline(own_pool=True, task="holistic", pose_model=pose_model, hand_model=hand_model,
-                                 precision="float", static_image_mode=True, parallel=False)
+                                 precision="float", running_mode="image", schedule="sequential")
             for im in stills:
-                pipe.process(im)
+                pipe.detect(im)
             pipe.close()
             pipe = make_pipeline(own_pool=True, task="holistic", pose_model=pose_model, hand_model=hand_model,
-                                 precision="float", static_image_mode=False, parallel=False)
+                                 precision="float", running_mode="video", schedule="sequential")
             for i, frame in enumerate(clip):
-                pipe.process(frame, i / 30.0)
+                pipe.detect_for_video(frame, i / 30.0)
             pipe.close()
     finally:
         TfliteModel.invoke = orig
@@ -218,8 +218,8 @@ def test_int8_detectors_find_the_same_detections(stem, captured, registry):
 
 def test_end_to_end_holistic_int8_within_one_percent_of_person_box(make_pipeline):
     """Issue 5: int8 vs float holistic landmarks, median within 1% of the person box diagonal."""
-    fp = make_pipeline(task="holistic", precision="float", static_image_mode=True, parallel=False)
-    qp = make_pipeline(task="holistic", precision="int8", static_image_mode=True, parallel=False)
+    fp = make_pipeline(task="holistic", precision="float", running_mode="image", schedule="sequential")
+    qp = make_pipeline(task="holistic", precision="int8", running_mode="image", schedule="sequential")
     assert all(v.endswith("@int8") for v in qp.models.values()), qp.models
     rel, parts_compared = [], set()
     for name in STILLS:
@@ -228,7 +228,7 @@ def test_end_to_end_holistic_int8_within_one_percent_of_person_box(make_pipeline
             if mirror:
                 im = np.ascontiguousarray(im[:, ::-1])
             h, w = im.shape[:2]
-            a, b = fp.process(im), qp.process(im)
+            a, b = fp.detect(im), qp.detect(im)
             if a.pose is None:
                 continue
             assert b.pose is not None, f"{name}{' mirrored' if mirror else ''}: int8 lost the person float found"

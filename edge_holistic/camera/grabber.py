@@ -5,16 +5,20 @@ driver queue) that is not read keeps delivering ever older frames. Reading in
 the background and overwriting the single slot means the pipeline always gets
 the freshest frame; overwritten frames are counted as dropped.
 
-For recorded sources played "as fast as possible" (``realtime: false``) the
-grabber waits for each frame to be taken instead, so nothing is dropped.
+For recorded sources played "as fast as possible" (``realtime: false``) nothing may
+be dropped, but decoding must not wait for processing either: the thread decodes
+ahead into a small bounded queue (``LOSSLESS_AHEAD`` frames) and waits only when it is
+full. Before, it decoded one frame and waited until it was taken — lock-step, which
+cost the daemon half its pose fps on a 720p file (bench 108 fps, daemon 55; issue 9).
 """
 from __future__ import annotations
 
 import logging
 import threading
 import time
+from collections import deque
 from dataclasses import asdict, dataclass
-from typing import Callable, Dict, Optional
+from typing import Callable, Deque, Dict, Optional
 
 import numpy as np
 
@@ -24,6 +28,9 @@ log = logging.getLogger("edge_holistic.camera")
 
 BACKOFF_MIN = 0.5
 BACKOFF_MAX = 30.0
+BAD_FRAME_PAUSE = 0.01
+BAD_FRAME_PAUSE_MAX = 0.16
+LOSSLESS_AHEAD = 4  # decoded frames waiting for the engine (a 720p RGB frame is 2.7 MB)
 
 
 @dataclass
@@ -67,32 +74,41 @@ class FrameGrabber:
         self._on_event = on_event or (lambda kind, text: None)
         self._cond = threading.Condition()
         self._stop = threading.Event()
-        self._frame: Optional[Frame] = None
-        self._taken = True
+        self._frames: Deque[Frame] = deque()  # live: at most the newest one; lossless: up to LOSSLESS_AHEAD
+        self._ahead = LOSSLESS_AHEAD if self.lossless else 1
         self._seq = 0
-        self._last_frame_t = time.monotonic()
-        self._thread = threading.Thread(target=self._run, name="capture", daemon=True)
+        self._last_frame_t = time.monotonic()  # the last real frame: what "source down" is judged by
+        self._stall_from = self._last_frame_t  # the last frame or (re)open: what a stall is timed from
+        self.thread = threading.Thread(target=self._run, name="capture", daemon=True)
+        self._closed = False
+        self._close_lock = threading.Lock()
 
     # -- consumer side ------------------------------------------------------------------
     def start(self) -> "FrameGrabber":
-        self._thread.start()
+        self.thread.start()
         return self
 
     def get(self, timeout: float) -> Optional[Frame]:
-        """The newest frame not yet taken, waiting up to ``timeout``; None if none came."""
+        """The next frame (live: the newest not yet taken), waiting up to ``timeout``; None if none came."""
         deadline = time.monotonic() + timeout
         with self._cond:
-            while self._taken and not self._stop.is_set() and not self.ended.is_set():
+            while not self._frames and not self._stop.is_set() and not self.ended.is_set():
                 left = deadline - time.monotonic()
                 if left <= 0:
                     return None
                 self._cond.wait(left)
-            if self._taken:
+            if not self._frames:
                 return None
-            self._taken = True
+            frame = self._frames.popleft()
             self.counters.processed += 1
             self._cond.notify_all()
-            return self._frame
+            return frame
+
+    @property
+    def waiting(self) -> int:
+        """Frames decoded and not yet taken."""
+        with self._cond:
+            return len(self._frames)
 
     @property
     def last_frame_age(self) -> float:
@@ -103,12 +119,26 @@ class FrameGrabber:
         self._stop.set()
         with self._cond:
             self._cond.notify_all()
-        self._thread.join(timeout)
-        if self._thread.is_alive():
-            log.warning("capture thread did not stop within %.1f s (source blocked in read)", timeout)
-        else:
-            self.source.close()
+        if self.thread.ident is not None:  # built but never started (a reload that was rejected): no join
+            self.thread.join(timeout)
+        if self.thread.is_alive():
+            # A read blocked for good is a dead device; releasing it is what can unblock the
+            # read (V4L2, libcamera), and skipping it left the device busy for the next open.
+            log.warning("capture thread did not stop within %.1f s (source blocked in read); "
+                        "closing the source under it", timeout)
+        self._close_source()
         self.state = "stopped"
+
+    def _close_source(self) -> None:
+        """Close once, whoever gets here first (stop() or the capture thread on its way out)."""
+        with self._close_lock:
+            if self._closed:
+                return
+            self._closed = True
+        try:
+            self.source.close()
+        except Exception as e:  # noqa: BLE001 - a failing close must not stop the shutdown
+            log.warning("closing %s failed: %s", self.source.description, e)
 
     # -- capture thread -----------------------------------------------------------------
     def _sleep(self, seconds: float) -> bool:
@@ -116,6 +146,7 @@ class FrameGrabber:
         return not self._stop.wait(seconds)
 
     def _open(self, first: bool, backoff: float) -> bool:
+        self._closed = False
         try:
             self.source.open()
         except (SourceError, OSError) as e:
@@ -134,7 +165,7 @@ class FrameGrabber:
             log.info("reopened %s (reopen #%d)", self.source.description, self.counters.reopens)
             self._on_event("reopened", self.source.description)
         self.state = "running"
-        self._last_frame_t = time.monotonic()
+        self._stall_from = time.monotonic()
         return True
 
     def _close_for_reopen(self) -> None:
@@ -145,9 +176,28 @@ class FrameGrabber:
             log.debug("closing %s failed: %s", self.source.description, e)
 
     def _run(self) -> None:
+        try:
+            self._capture()
+        except Exception as e:  # noqa: BLE001 - logged and visible as state "failed"
+            self.state = "failed"
+            self.last_error = f"capture thread died: {type(e).__name__}: {e}"
+            log.exception("capture thread died")
+        finally:
+            if self._stop.is_set() or self.state == "failed":
+                self._close_source()
+            with self._cond:
+                self._cond.notify_all()
+
+    @property
+    def alive(self) -> bool:
+        """The capture thread runs (or has ended normally: end of stream, stop)."""
+        return self.thread.is_alive() or self.state in ("ended", "stopped")
+
+    def _capture(self) -> None:
         opened = False
         first = True
         backoff = BACKOFF_MIN
+        bad_run = 0  # reads in a row that gave no frame
         while not self._stop.is_set():
             if not opened:
                 opened = self._open(first, backoff)
@@ -180,7 +230,13 @@ class FrameGrabber:
             now = time.monotonic()
             if rgb is None:
                 self.counters.bad_frames += 1
-                if now - self._last_frame_t > self.stall_timeout:
+                bad_run += 1
+                if bad_run > 1:
+                    # A device whose read() fails at once used to spin a core until stall_timeout:
+                    # 10, 20, 40 ... 160 ms between attempts (a real camera's frame period or more).
+                    if not self._sleep(min(BAD_FRAME_PAUSE_MAX, BAD_FRAME_PAUSE * 2 ** min(bad_run - 2, 6))):
+                        break
+                if now - self._stall_from > self.stall_timeout:
                     self.counters.stalls += 1
                     self.last_error = f"no frame for {now - self._last_frame_t:.1f} s"
                     log.warning("%s: no frame for %.1f s (stall #%d); reopening in %.1f s",
@@ -193,16 +249,16 @@ class FrameGrabber:
                     backoff = min(backoff * 2, BACKOFF_MAX)
                 continue
             backoff = BACKOFF_MIN
-            self._last_frame_t = now
+            bad_run = 0
+            self._last_frame_t = self._stall_from = now
             with self._cond:
                 self._seq += 1
-                if not self._taken:
+                if not self.lossless and self._frames:
+                    self._frames.clear()  # live: the newer frame wins
                     self.counters.dropped += 1
-                self._frame = Frame(rgb=rgb, seq=self._seq, t_capture=now, wall_ts=time.time())
-                self._taken = False
+                self._frames.append(Frame(rgb=rgb, seq=self._seq, t_capture=now, wall_ts=time.time()))
                 self.counters.captured += 1
                 self._cond.notify_all()
-                if self.lossless:
-                    while not self._taken and not self._stop.is_set():
-                        self._cond.wait(0.5)
+                while self.lossless and len(self._frames) >= self._ahead and not self._stop.is_set():
+                    self._cond.wait(0.5)  # decoded far enough ahead: wait for the engine to take one
         self.state = "stopped"

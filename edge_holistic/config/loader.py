@@ -138,7 +138,9 @@ def _check_scalar(value: Any, tp: Any, meta: Mapping[str, Any]) -> Tuple[Any, Op
         return value, f"must be > {meta['gt']}, got {value!r}"
     if "max" in meta and value > meta["max"]:
         return value, f"must be <= {meta['max']}, got {value!r}"
-    if "pattern" in meta and not re.search(meta["pattern"], value):
+    if "pattern" in meta and not re.fullmatch(meta["pattern"], value):  # fullmatch: "$" would let a trailing newline in
+        if meta.get("pattern_doc"):
+            return value, f"invalid value {value!r}: {meta['pattern_doc']}"
         return value, f"invalid value {value!r} (must match {meta['pattern']})"
     return value, None
 
@@ -179,17 +181,30 @@ def _build(cls: type, data: Any, path: str, marks: Dict[str, int], origins: Dict
     return cls(**kwargs)
 
 
+def _file_problem(path: str, want: str = "file") -> Optional[str]:
+    """Why ``path`` is not a usable file (or directory), or None.
+
+    ``Path.is_file()`` raises PermissionError under a directory we may not search (e.g.
+    systemd ``ProtectHome=``); that is a config error to report, never a traceback.
+    """
+    try:
+        ok = Path(path).is_dir() if want == "folder" else Path(path).is_file()
+    except OSError as e:
+        return f"cannot access {path}: {e.strerror or e}"
+    return None if ok else f"{want} not found: {path}"
+
+
 def _cross_checks(cfg: Config, issue) -> None:
     """Rules spanning several keys."""
     s = cfg.source
     if s.type == "file" and not s.path:
         issue("source.path", "required when source.type is file")
-    elif s.type == "file" and not Path(s.path).is_file():
-        issue("source.path", f"video file not found: {s.path}")
+    elif s.type == "file" and _file_problem(s.path):
+        issue("source.path", "video " + _file_problem(s.path))
     if s.type == "images" and not s.path:
         issue("source.path", "required when source.type is images")
-    elif s.type == "images" and not Path(s.path).is_dir():
-        issue("source.path", f"image folder not found: {s.path}")
+    elif s.type == "images" and _file_problem(s.path, "folder"):
+        issue("source.path", "image " + _file_problem(s.path, "folder"))
     if s.type == "gstreamer" and "appsink" not in s.pipeline:
         issue("source.pipeline", "required when source.type is gstreamer, and must end in an appsink")
     if s.type == "v4l2" and not (s.device.isdigit() or re.fullmatch(r"/dev/\S+", s.device)):
@@ -199,12 +214,12 @@ def _cross_checks(cfg: Config, issue) -> None:
         issue("mqtt.reconnect_min_delay", "must not exceed mqtt.reconnect_max_delay")
     if m.password_file and not m.username:
         issue("mqtt.password_file", "a password needs mqtt.username")
-    if m.password_file and not os.path.isfile(m.password_file):
-        issue("mqtt.password_file", f"file not found: {m.password_file}")
+    if m.password_file and _file_problem(m.password_file):
+        issue("mqtt.password_file", _file_problem(m.password_file))
     for key in ("ca_certs", "certfile", "keyfile"):
         value = getattr(m.tls, key)
-        if value and not os.path.isfile(value):
-            issue(f"mqtt.tls.{key}", f"file not found: {value}")
+        if value and _file_problem(value):
+            issue(f"mqtt.tls.{key}", _file_problem(value))
     if bool(m.tls.certfile) != bool(m.tls.keyfile):
         issue("mqtt.tls.certfile", "mqtt.tls.certfile and mqtt.tls.keyfile go together")
     h = cfg.health
@@ -212,6 +227,33 @@ def _cross_checks(cfg: Config, issue) -> None:
         issue("health.memory_soft_mb", "must be below health.memory_hard_mb")
     if h.unhealthy_after < h.stall_timeout:
         issue("health.unhealthy_after", "must be >= health.stall_timeout (the source is reopened first)")
+    # A cap that lets fewer than two frames through per unhealthy_after starves the watchdog's
+    # "no frame processed" clock: systemd restarted the daemon every ~95 s (issue 10, item 6).
+    from ..pipeline.settings import check_max_fps
+
+    for key, value in (("pipeline.max_fps", cfg.pipeline.max_fps), ("health.shed_max_fps", h.shed_max_fps)):
+        try:
+            check_max_fps(value, h.unhealthy_after)
+        except ValueError as e:
+            issue(key, str(e).replace("max_fps ", "", 1))
+    w = cfg.http
+    if w.token_file and _file_problem(w.token_file):
+        issue("http.token_file", _file_problem(w.token_file))
+    if w.enabled and not is_loopback(w.host) and not w.token_file and not w.allow_anonymous:
+        issue("http.host", f"binding {w.host!r} (beyond loopback) needs http.token_file, or "
+                           "http.allow_anonymous: true to serve it without a token")
+
+
+def is_loopback(host: str) -> bool:
+    """True for names and addresses that only this machine can reach."""
+    import ipaddress
+
+    if host == "localhost":
+        return True
+    try:
+        return ipaddress.ip_address(host.strip("[]")).is_loopback
+    except ValueError:
+        return False
 
 
 def check_models(cfg: Config, registry: Any = None) -> List[Tuple[str, str]]:

@@ -10,9 +10,16 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Any, Optional, Union
 
-# Safe in an MQTT topic level and in a client id: no '/', '+', '#', spaces.
+# Safe in an MQTT topic level and in a client id: no '/', '+', '#', '$', spaces, NUL.
 ID_PATTERN = r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,63}$"
-TOPIC_PREFIX_PATTERN = r"^[^/+#\s][^+#\s]*(?<!/)$"
+# Levels separated by '/'; no wildcard ('+', '#'), no NUL or white space, no empty level
+# at either end, and no leading '$' (topics starting with '$' are the broker's, e.g. $SYS:
+# subscribers using '#' would never see ours).
+TOPIC_PREFIX_DOC = ("a topic prefix must not start with '$' (broker topics) or '/', end with '/', "
+                    "or contain the wildcards '+' or '#', white space or NUL")
+ID_DOC = ("1-64 letters, digits, '_', '.' or '-', starting with a letter or digit (it becomes a topic "
+          "level and the client id: no '$', '+', '#', '/', white space or NUL)")
+TOPIC_PREFIX_PATTERN = r"^[^/+#$\s\x00][^+#\s\x00]*(?<!/)$"
 
 
 def opt(default: Any, doc: str, **rules: Any) -> Any:
@@ -50,20 +57,40 @@ class SourceConfig:
     realtime: bool = opt(True, "file/images: pace frames at their fps; false = as fast as processed, no drops")
 
 
+def setting(name: str) -> Any:
+    """A config field defined by the pipeline settings table (default, help, range, choices).
+
+    Why: the config section, MQTT ``cmd`` validation and the engine used to keep their own
+    copies of these rules and drifted (issue 9, item 4). Model names keep no fixed choice
+    list here: the installed manifest decides (``check_models``), and its error lists what
+    is installed.
+    """
+    from ..pipeline.settings import SETTINGS
+
+    s = SETTINGS[name]
+    rules: dict = {}
+    if s.kind == "choice":
+        rules = {"as_str": True} if s.installed else {"choices": s.choices}
+    elif s.kind in ("int", "float"):
+        rules = {"min": s.minimum, "max": s.maximum}
+        if s.also == "auto":
+            rules["auto"] = True
+    return opt(s.daemon_default, s.help, **rules)
+
+
 @dataclass
 class PipelineConfig:
-    """Which models run and how."""
+    """Which models run and how (every key is a row of ``pipeline/settings.py``)."""
 
-    task: str = opt("pose", "pose | holistic", choices=("pose", "holistic"))
-    pose_model: str = opt("full", "pose landmark model: lite | full | heavy (if installed)", as_str=True)
-    hand_model: str = opt("full", "hand landmark model (holistic): lite | full", as_str=True)
-    precision: str = opt("auto", "float | int8 | auto (int8 on ARM, float on x86)",
-                         choices=("float", "float16", "int8", "auto"))
-    threads: Union[int, str] = opt("auto", "interpreter threads, or auto", auto=True, min=1, max=16)
-    max_fps: float = opt(15.0, "cap on processed frames per second; 0 = no cap", min=0, max=240)
-    min_detection_confidence: float = opt(0.5, "person detector score threshold", min=0, max=1)
-    min_tracking_confidence: float = opt(0.5, "landmark presence below this re-runs detection", min=0, max=1)
-    smooth: bool = opt(True, "temporal landmark smoothing (MediaPipe's one-euro filter)")
+    task: str = setting("task")
+    pose_model: str = setting("pose_model")
+    hand_model: str = setting("hand_model")
+    precision: str = setting("precision")
+    threads: Union[int, str] = setting("threads")
+    max_fps: float = setting("max_fps")
+    min_detection_confidence: float = setting("min_detection_confidence")
+    min_tracking_confidence: float = setting("min_tracking_confidence")
+    smooth: bool = setting("smooth")
 
 
 @dataclass
@@ -85,7 +112,7 @@ class MqttConfig:
     host: str = opt("localhost", "broker host name or address", pattern=r"^\S+$")
     port: int = opt(1883, "broker port", min=1, max=65535)
     topic_prefix: str = opt("edge_holistic", "topics are {topic_prefix}/{device_id}/...",
-                            pattern=TOPIC_PREFIX_PATTERN)
+                            pattern=TOPIC_PREFIX_PATTERN, pattern_doc=TOPIC_PREFIX_DOC)
     client_id: str = opt("", "MQTT client id; empty = edge-holistic-{device_id}. Must be unique per broker",
                          pattern=r"^$|" + ID_PATTERN)
     protocol: str = opt("3.1.1", "MQTT protocol version: 5 | 3.1.1", choices=("5", "3.1.1"), as_str=True)
@@ -98,6 +125,9 @@ class MqttConfig:
     max_rate: float = opt(0.0, "cap on landmarks messages per second; 0 = one per processed frame",
                           min=0, max=1000)
     only_with_person: bool = opt(False, "publish landmarks only for frames where a person was found")
+    max_unsent_kb: int = opt(1024, "QoS 0 bytes handed to the MQTT client but not yet written to the "
+                             "network; above this landmarks are dropped and counted (slow uplink)",
+                             min=16, max=1048576)
     queue_size: int = opt(100, "bound of the QoS>=1 outgoing queue (oldest dropped and counted)",
                           min=1, max=100000)
     reconnect_min_delay: float = opt(1.0, "first reconnect delay, seconds (doubles up to the max)",
@@ -112,8 +142,9 @@ class HealthConfig:
 
     stall_timeout: float = opt(10.0, "no frame for this long -> reopen the source (with backoff)",
                                gt=0, max=3600)
-    unhealthy_after: float = opt(60.0, "no frame processed (or one inference running) this long -> "
-                                 "stop systemd watchdog pings so systemd restarts us", gt=0, max=86400)
+    unhealthy_after: float = opt(60.0, "frames arrive but none processed (or the frame loop stuck) this long -> "
+                                 "stop systemd watchdog pings so systemd restarts us; a source that is down "
+                                 "is reported, not restarted for", gt=0, max=86400)
     stats_interval: float = opt(15.0, "seconds between 'stats' messages", min=1, max=86400)
     memory_check_interval: float = opt(5.0, "seconds between RSS checks", min=0.5, max=3600)
     memory_soft_mb: float = opt(0.0, "RSS above this -> shed load (lower fps, lite models); "
@@ -124,17 +155,46 @@ class HealthConfig:
 
 
 @dataclass
+class HttpConfig:
+    """The web page and HTTP API inside the daemon (live view, analyze, /healthz, /metrics)."""
+
+    enabled: bool = opt(True, "serve the web page and HTTP API")
+    host: str = opt("127.0.0.1", "address to bind; beyond loopback needs token_file or allow_anonymous",
+                    pattern=r"^\S+$")
+    port: int = opt(8080, "TCP port", min=1, max=65535)
+    token_file: str = opt("", "file whose first line is the Bearer token; then every path but /healthz "
+                          "and /metrics needs it")
+    allow_anonymous: bool = opt(False, "allow a non-loopback bind without a token (trusted networks only)")
+    max_upload_mb: float = opt(10.0, "largest accepted upload, MB (refused while it streams in)", gt=0, max=200)
+    max_side: int = opt(1920, "uploads with a longer side are scaled down before inference", min=64, max=8192)
+    timeout_s: float = opt(10.0, "analyze: longest wait to start, and longest upload time, seconds",
+                           gt=0, max=600)
+
+
+@dataclass
+class HomeAssistantConfig:
+    """Home Assistant MQTT discovery (docs/homeassistant.md)."""
+
+    enabled: bool = opt(True, "announce this device to Home Assistant (MQTT discovery) on every connect")
+    discovery_prefix: str = opt("homeassistant", "Home Assistant's discovery prefix (its MQTT integration setting)",
+                                pattern=TOPIC_PREFIX_PATTERN)
+    snapshot: bool = opt(False, "also announce an image entity: an annotated JPEG snapshot, at most one a second")
+
+
+@dataclass
 class Config:
     """The whole file. ``device_id`` names this device in topics and the client id."""
 
     device_id: str = opt("edge-holistic", "this device's name in topics and the MQTT client id",
-                         pattern=ID_PATTERN)
+                         pattern=ID_PATTERN, pattern_doc=ID_DOC)
     log_level: str = opt("info", "debug | info | warning | error",
                          choices=("debug", "info", "warning", "error"))
     source: SourceConfig = opt(SourceConfig, "frame source")
     pipeline: PipelineConfig = opt(PipelineConfig, "models and inference")
     mqtt: MqttConfig = opt(MqttConfig, "broker and topics")
     health: HealthConfig = opt(HealthConfig, "self-checks")
+    http: HttpConfig = opt(HttpConfig, "web page and HTTP API")
+    homeassistant: HomeAssistantConfig = opt(HomeAssistantConfig, "Home Assistant discovery")
 
     # Filled by the loader, never from the file.
     path: Optional[str] = field(default=None, metadata={"internal": True})

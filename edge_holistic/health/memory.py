@@ -41,6 +41,18 @@ class MemoryGuard:
         self.level = "ok"
         self.rss_mb = 0.0
 
+    def reconfigured(self, cfg: HealthConfig) -> "MemoryGuard":
+        """A guard with the new limits that keeps this one's level and last reading.
+
+        Why: a SIGHUP during load shedding used to build a fresh guard at level "ok"; the
+        next check then saw no *change* back to ok, so shedding never ended (issue 10, #5).
+        """
+        new = MemoryGuard(cfg, cgroup_max=int(self.cgroup_max_mb * MB) if self.cgroup_max_mb else None,
+                          cgroup_high=int(self.cgroup_high_mb * MB) if self.cgroup_high_mb else None)
+        new.level = self.level
+        new.rss_mb = self.rss_mb
+        return new
+
     def check(self, rss: Optional[int] = None) -> MemoryVerdict:
         self.rss_mb = (rss if rss is not None else rss_bytes()) / MB
         prev = self.level

@@ -27,6 +27,7 @@ from .geometry import (
     weighted_nms,
 )
 from .roi import FACE_TRACKING, bbox_rect, keep_tracking
+from .state import PartState
 from .types import FaceResult
 
 FACE_POSE_POINTS = slice(0, 11)  # nose, eyes, ears, mouth
@@ -61,12 +62,13 @@ def face_roi_from_landmarks(mesh_xy: np.ndarray, width: int, height: int) -> Rec
 class FaceTracker:
     """Face detector + face landmark model, with the previous mesh as the tracking ROI.
 
-    State is only the previous frame's mesh and its ROI; :meth:`reset` clears it
-    when the pose (and therefore the face ROI source) is lost.
+    State (in ``state``, owned by the engine) is only the previous frame's mesh and its
+    ROI; :meth:`reset` clears it when the pose (and therefore the face ROI source) is lost.
     """
 
-    def __init__(self, detector: TfliteModel, landmarker: TfliteModel,
+    def __init__(self, detector: TfliteModel, landmarker: TfliteModel, state: Optional[PartState] = None,
                  min_detection_score: float = 0.5, min_presence: float = 0.5) -> None:
+        self.state = state if state is not None else PartState()
         self.detector = detector
         self.landmarker = landmarker
         self.detector_name = detector.name
@@ -81,19 +83,8 @@ class FaceTracker:
         self.det_out = detector.output_index_by_size([FACE_DETECTOR_ANCHORS * num_coords, FACE_DETECTOR_ANCHORS])
         self.lm_size = landmarker.width
         self.lm_out = landmarker.output_index_by_size([NUM_FACE * 3, 1])
-        self.detector_runs = 0
-        self.landmark_runs = 0
-        self.tracked_frames = 0
-        self.prev_landmarks: Optional[np.ndarray] = None
-        self.prev_roi: Optional[Rect] = None
-        # Last frame's ROIs, for debugging and tests (None when the stage did not run).
-        self.last_pose_roi: Optional[Rect] = None
-        self.last_detection_roi: Optional[Rect] = None
-        self.last_roi: Optional[Rect] = None
-
     def reset(self) -> None:
-        self.prev_landmarks = None
-        self.prev_roi = None
+        self.state.reset()
 
     def detect(self, rgb: np.ndarray, roi: Rect) -> Detections:
         """Face detections inside ``roi``, in image-normalised coordinates, best first."""
@@ -101,7 +92,7 @@ class FaceTracker:
         crop = self.detector.write_input(
             lambda buf: warp_into(rgb, roi, buf, (-1.0, 1.0), keep_aspect=True, border="zero"))
         raw_boxes, raw_scores = self.detector.invoke(self.det_out)
-        self.detector_runs += 1
+        self.state.detector_runs += 1
         d = decode_detections(raw_boxes, raw_scores, self.anchors, float(self.det_size),
                               FACE_DETECTOR_KEYPOINTS, self.min_detection_score)
         d = weighted_nms(d, 0.3)
@@ -111,7 +102,7 @@ class FaceTracker:
         """Run the mesh model on ``roi`` (stretched, no letterbox); None if no face."""
         crop = self.landmarker.write_input(lambda buf: warp_into(rgb, roi, buf, (0.0, 1.0), keep_aspect=False))
         raw, flag = self.landmarker.invoke(self.lm_out)
-        self.landmark_runs += 1
+        self.state.landmark_runs += 1
         score = float(1.0 / (1.0 + math.exp(-float(flag.reshape(-1)[0]))))
         if not score > self.min_presence:
             return None
@@ -121,10 +112,10 @@ class FaceTracker:
     def step(self, rgb: np.ndarray, pose_landmarks: np.ndarray, timings: dict) -> Optional[FaceResult]:
         """One frame. ``pose_landmarks`` is the (33, 5) image-normalised (smoothed) pose."""
         h, w = rgb.shape[:2]
-        self.last_detection_roi = self.last_roi = None
+        self.state.last_detection_roi = self.state.last_roi = None
         t0 = time.perf_counter()
         pose_roi = face_roi_from_pose(pose_landmarks, w, h)
-        self.last_pose_roi = pose_roi
+        self.state.last_pose_roi = pose_roi
         dets = self.detect(rgb, pose_roi)
         timings["face_detect"] = (time.perf_counter() - t0) * 1e3
         if len(dets) == 0:
@@ -132,19 +123,19 @@ class FaceTracker:
             self.reset()
             return None
         det_roi = face_roi_from_detection(dets.keypoints[0], w, h)
-        self.last_detection_roi = det_roi
+        self.state.last_detection_roi = det_roi
         roi = det_roi
-        if self.prev_roi is not None and keep_tracking(self.prev_roi, self.prev_landmarks, det_roi, w, h,
-                                                       FACE_TRACKING):
-            roi = self.prev_roi
-            self.tracked_frames += 1
-        self.last_roi = roi
+        if self.state.prev_roi is not None and keep_tracking(self.state.prev_roi, self.state.prev_landmarks, det_roi,
+                                                             w, h, FACE_TRACKING):
+            roi = self.state.prev_roi
+            self.state.tracked_frames += 1
+        self.state.last_roi = roi
         t0 = time.perf_counter()
         face = self.landmarks(rgb, roi)
         timings["face_landmarks"] = (time.perf_counter() - t0) * 1e3
         if face is None:
             self.reset()
             return None
-        self.prev_landmarks = face.landmarks
-        self.prev_roi = face_roi_from_landmarks(face.landmarks, w, h)
+        self.state.prev_landmarks = face.landmarks
+        self.state.prev_roi = face_roi_from_landmarks(face.landmarks, w, h)
         return face

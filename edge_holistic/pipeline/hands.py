@@ -23,6 +23,7 @@ from ..runtime.interpreter import TfliteModel
 from .geometry import Rect, normalize_radians, project_to_image, rect_from_alignment_points, rotate_world, \
     transform_rect, warp_into
 from .roi import HAND_TRACKING, keep_tracking
+from .state import PartState
 from .types import HandResult
 
 # Pose indices [wrist, pinky, index] per side: "left" is the person's left.
@@ -95,8 +96,9 @@ class HandTracker:
     different threads.
     """
 
-    def __init__(self, recrop: TfliteModel, landmarker: TfliteModel, side: str,
+    def __init__(self, recrop: TfliteModel, landmarker: TfliteModel, side: str, state: Optional[PartState] = None,
                  min_presence: float = 0.5) -> None:
+        self.state = state if state is not None else PartState()  # detector_runs counts re-crop runs
         if side not in POSE_HAND_POINTS:
             raise ValueError(f"hand side must be 'left' or 'right', got {side!r}")
         self.side = side
@@ -112,25 +114,15 @@ class HandTracker:
         # 63-value and the two 1-value outputs share sizes, so matching by size keeps
         # the model's own output order (Identity, Identity_1, ...) for the tie.
         self.lm_out = landmarker.output_index_by_size([NUM_HAND * 3, 1, 1, NUM_HAND * 3])
-        self.recrop_runs = 0
-        self.landmark_runs = 0
-        self.tracked_frames = 0
-        self.prev_landmarks: Optional[np.ndarray] = None
-        self.prev_roi: Optional[Rect] = None
-        self.last_pose_roi: Optional[Rect] = None
-        self.last_recrop_roi: Optional[Rect] = None
-        self.last_roi: Optional[Rect] = None
-
     def reset(self) -> None:
-        self.prev_landmarks = None
-        self.prev_roi = None
+        self.state.reset()
 
     def refine(self, rgb: np.ndarray, roi: Rect) -> Rect:
         """Run the re-crop model on the pose ROI and turn its two points into the recrop ROI."""
         h, w = rgb.shape[:2]
         crop = self.recrop.write_input(lambda buf: warp_into(rgb, roi, buf, (0.0, 1.0), keep_aspect=True))
         (raw,) = self.recrop.invoke(self.recrop_out)
-        self.recrop_runs += 1
+        self.state.detector_runs += 1
         pts = raw.reshape(2, 2).astype(np.float32) / np.float32(self.recrop_size)
         img = project_to_image(pts, crop, original=roi)
         return hand_roi_from_recrop(img[0], img[1], w, h)
@@ -139,7 +131,7 @@ class HandTracker:
         """Run the hand landmark model on ``roi``; None if the hand flag says no hand."""
         crop = self.landmarker.write_input(lambda buf: warp_into(rgb, roi, buf, (0.0, 1.0), keep_aspect=True))
         raw, flag, _handedness, world = self.landmarker.invoke(self.lm_out)
-        self.landmark_runs += 1
+        self.state.landmark_runs += 1
         score = float(flag.reshape(-1)[0])  # already a probability; the graph applies no activation
         if not score > self.min_presence:
             return None
@@ -153,29 +145,29 @@ class HandTracker:
     def step(self, rgb: np.ndarray, pose_landmarks: np.ndarray, timings: dict, prefix: str) -> Optional[HandResult]:
         """One frame for this side. ``pose_landmarks`` is the (33, 5) image-normalised pose."""
         h, w = rgb.shape[:2]
-        self.last_pose_roi = self.last_recrop_roi = self.last_roi = None
+        self.state.last_pose_roi = self.state.last_detection_roi = self.state.last_roi = None
         iw, ip, ii = POSE_HAND_POINTS[self.side]
         if not pose_landmarks[iw, 3] > MIN_WRIST_VISIBILITY:
             self.reset()
             return None
         t0 = time.perf_counter()
         pose_roi = hand_roi_from_pose(pose_landmarks[iw], pose_landmarks[ip], pose_landmarks[ii], w, h)
-        self.last_pose_roi = pose_roi
+        self.state.last_pose_roi = pose_roi
         recrop_roi = self.refine(rgb, pose_roi)
-        self.last_recrop_roi = recrop_roi
+        self.state.last_detection_roi = recrop_roi
         timings[f"{prefix}recrop"] = (time.perf_counter() - t0) * 1e3
         roi = recrop_roi
-        if self.prev_roi is not None and keep_tracking(self.prev_roi, self.prev_landmarks, recrop_roi, w, h,
-                                                       HAND_TRACKING):
-            roi = self.prev_roi
-            self.tracked_frames += 1
-        self.last_roi = roi
+        if self.state.prev_roi is not None and keep_tracking(self.state.prev_roi, self.state.prev_landmarks, recrop_roi,
+                                                             w, h, HAND_TRACKING):
+            roi = self.state.prev_roi
+            self.state.tracked_frames += 1
+        self.state.last_roi = roi
         t0 = time.perf_counter()
         hand = self.landmarks(rgb, roi)
         timings[f"{prefix}landmarks"] = (time.perf_counter() - t0) * 1e3
         if hand is None:
             self.reset()
             return None
-        self.prev_landmarks = hand.landmarks
-        self.prev_roi = hand_roi_from_landmarks(hand.landmarks, w, h)
+        self.state.prev_landmarks = hand.landmarks
+        self.state.prev_roi = hand_roi_from_landmarks(hand.landmarks, w, h)
         return hand

@@ -26,7 +26,7 @@ from .geometry import (
     warp_into,
     weighted_nms,
 )
-from .smoothing import LandmarkSmoother
+from .state import PoseState
 
 POSE_DETECTOR_STRIDES = (8, 16, 32, 32, 32)
 POSE_ROI_SCALE = 1.25
@@ -138,65 +138,51 @@ class PoseLandmarker:
 
 
 class PoseTracker:
-    """Per-stream pose state: previous ROI, filters. Call :meth:`step` once per frame."""
+    """Pose detection and landmarks around a :class:`PoseState`. Call :meth:`step` once per frame.
 
-    def __init__(self, detector: PoseDetector, landmarker: PoseLandmarker,
+    The tracker holds only models and flags; everything carried between frames is in
+    ``state``, so a rebuilt tracker (another model) continues where the old one stopped.
+    """
+
+    def __init__(self, detector: PoseDetector, landmarker: PoseLandmarker, state: PoseState,
                  static_image_mode: bool = False, smooth: bool = True) -> None:
         self.detector = detector
         self.landmarker = landmarker
+        self.state = state
         self.static_image_mode = static_image_mode
         self.smooth = smooth and not static_image_mode
-        self.prev_roi: Optional[Rect] = None
-        self.lm_filter = LandmarkSmoother(min_cutoff=0.05, beta=80.0)
-        self.world_filter = LandmarkSmoother(min_cutoff=0.1, beta=40.0, disable_value_scaling=True)
-        self.aux_filter = LandmarkSmoother(min_cutoff=0.01, beta=10.0)
-        self.detector_runs = 0
-        self.last_roi: Optional[Rect] = None
-
-    def reset(self) -> None:
-        self.prev_roi = None
-        self.lm_filter.reset()
-        self.world_filter.reset()
-        self.aux_filter.reset()
-
-    def _lost(self) -> None:
-        # Filters fed by the image-size stream reset when the pose is lost; the
-        # visibility and world filters only see landmark packets, so they keep state.
-        self.prev_roi = None
-        self.lm_filter.reset_coords()
-        self.aux_filter.reset_coords()
 
     def step(self, image: np.ndarray, timestamp: float, timings: dict) -> Optional[Tuple[RawPose, np.ndarray, np.ndarray]]:
         """Returns (raw, smoothed landmarks (33,5), smoothed world (33,3)) or None."""
         h, w = image.shape[:2]
-        roi = None if self.static_image_mode else self.prev_roi
+        roi = None if self.static_image_mode else self.state.prev_roi
         if roi is None:
             t0 = time.perf_counter()
             dets = self.detector.detect(image)
             timings["pose_detect"] = (time.perf_counter() - t0) * 1e3
-            self.detector_runs += 1
+            self.state.detector_runs += 1
             if len(dets) == 0:
-                self._lost()
+                self.state.lost()
                 return None
             kp = dets.keypoints[0]
             roi = detection_to_pose_roi(kp[0], kp[1], w, h)
         t0 = time.perf_counter()
         raw = self.landmarker.run(image, roi)
         timings["pose_landmarks"] = (time.perf_counter() - t0) * 1e3
-        self.last_roi = roi
+        self.state.last_roi = roi
         if raw is None:
-            self._lost()
+            self.state.lost()
             return None
         aux = raw.landmarks[NUM_POSE:NUM_POSE + 2]
         scale_roi = rect_from_alignment_points(aux[0], aux[1], math.pi / 2, w, h)
         object_scale = (scale_roi.w * w + scale_roi.h * h) / 2.0
         if self.smooth:
-            lms = self.lm_filter.apply(raw.landmarks[:NUM_POSE], timestamp, w, h, object_scale)
-            world = self.world_filter.apply(raw.world, timestamp, w, h, pixel_space=False)
+            lms = self.state.lm_filter.apply(raw.landmarks[:NUM_POSE], timestamp, w, h, object_scale)
+            world = self.state.world_filter.apply(raw.world, timestamp, w, h, pixel_space=False)
         else:
             lms = raw.landmarks[:NUM_POSE].copy()
             world = raw.world
-        aux_f = self.aux_filter.apply(aux, timestamp, w, h, object_scale)
+        aux_f = self.state.aux_filter.apply(aux, timestamp, w, h, object_scale)
         nxt = rect_from_alignment_points(aux_f[0], aux_f[1], math.pi / 2, w, h)
-        self.prev_roi = transform_rect(nxt, w, h, POSE_ROI_SCALE, POSE_ROI_SCALE, square_long=True)
+        self.state.prev_roi = transform_rect(nxt, w, h, POSE_ROI_SCALE, POSE_ROI_SCALE, square_long=True)
         return raw, lms, world

@@ -10,7 +10,7 @@ import gc
 import threading
 import time
 from dataclasses import dataclass
-from typing import Dict, Iterable, List, Optional, Set, Tuple
+from typing import Dict, Hashable, Iterable, List, Optional, Set, Tuple
 
 from .interpreter import TfliteModel, trim_heap
 from .registry import Registry
@@ -31,7 +31,8 @@ class ModelPool:
         self._entries: Dict[Key, _Entry] = {}
         self._key_locks: Dict[Key, threading.Lock] = {}
         self._lock = threading.Lock()
-        self._in_use: Set[int] = set()
+        self._in_use: Set[int] = set()  # union of every owner's set
+        self._owners: Dict[Hashable, Set[int]] = {}
         self.loads = 0
 
     def get(self, role: str, variant: str, precision: str, threads: int, slot: str = "main") -> TfliteModel:
@@ -60,11 +61,20 @@ class ModelPool:
                 self.loads += 1
             return model
 
-    def retain(self, in_use_ids: Iterable[int]) -> None:
-        """Declare which interpreters the current configuration uses (never released)."""
+    def retain(self, in_use_ids: Iterable[int], owner: Hashable = None) -> None:
+        """Declare which interpreters ``owner``'s current configuration uses (never released).
+
+        Each owner (an engine) replaces only its own set, so two engines on one pool never
+        mark each other's interpreters idle; an empty set withdraws the owner.
+        """
         now = time.monotonic()
         with self._lock:
-            self._in_use = set(in_use_ids)
+            ids = set(in_use_ids)
+            if ids:
+                self._owners[owner] = ids
+            else:
+                self._owners.pop(owner, None)
+            self._in_use = set().union(*self._owners.values())
             for e in self._entries.values():
                 if id(e.model) in self._in_use:
                     e.last_used = now
@@ -96,3 +106,4 @@ class ModelPool:
         with self._lock:
             self._entries.clear()
             self._in_use = set()
+            self._owners = {}
