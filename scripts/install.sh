@@ -74,6 +74,12 @@ if [ "$UNINSTALL" = 1 ]; then
   fi
   rm -f "$UNIT_DIR/$UNIT"
   have_systemd && systemctl daemon-reload
+  # The device leaves Home Assistant too: empty retained discovery configs (needs the broker).
+  if [ -x "$VENV/bin/edge-holistic" ] && [ -f "$ETC/config.yaml" ]; then
+    echo "== removing the device from Home Assistant (ha-remove)"
+    "$VENV/bin/edge-holistic" ha-remove --config "$ETC/config.yaml" --timeout 5 \
+      || echo "   Home Assistant entities not removed (broker unreachable?); run 'edge-holistic ha-remove' later"
+  fi
   if [ -f "$VENV/pyvenv.cfg" ]; then   # only a venv this script made (it has pyvenv.cfg)
     echo "== removing $VENV"
     rm -rf -- "$VENV"
