@@ -23,7 +23,7 @@ import jsonschema
 import pytest
 
 from edge_holistic.message import load_schema
-from mqtt_fixtures import Broker, Subscriber, daemon_config
+from mqtt_fixtures import Broker, Subscriber, daemon_config, free_port
 
 REPO = Path(__file__).resolve().parents[1]
 DATA = REPO / "tests" / "data"
@@ -146,3 +146,30 @@ def test_image_publishes_the_clip_over_mqtt(image, tmp_path):
             sub.close()
     finally:
         broker.close()
+
+
+def test_image_healthcheck_turns_healthy_on_the_web_server(image, tmp_path):
+    """The Dockerfile's HEALTHCHECK (GET /healthz on the daemon's web server) as docker runs it."""
+    if not (REPO / "edge_holistic" / "web").is_dir():
+        pytest.skip("no web server in this tree: /healthz does not exist yet")
+    # no broker: MQTT off; the web server and the frame loop are what /healthz judges (default health timings)
+    cfg = tmp_path / "health.yaml"
+    cfg.write_text("device_id: health\n"
+                   "source: {type: file, path: /data/clip.avi, realtime: true, loop: true}\n"
+                   "pipeline: {task: pose, pose_model: lite, precision: float, threads: 1}\n"
+                   "mqtt: {enabled: false}\n")
+    cfg.chmod(0o644)
+    name = f"edge-holistic-health-{os.getpid()}"
+    r = _sh("docker", "run", "-d", "--name", name, "--health-interval", "2s", "--health-start-period", "60s",
+            "-v", f"{DATA / 'clip.avi'}:/data/clip.avi:ro", "-v", f"{cfg}:/etc/edge-holistic/config.yaml:ro", image)
+    assert r.returncode == 0, r.stderr
+    try:
+        status = ""
+        for _ in range(90):
+            status = _sh("docker", "inspect", "-f", "{{.State.Health.Status}}", name).stdout.strip()
+            if status in ("healthy", "unhealthy"):
+                break
+            time.sleep(1)
+        assert status == "healthy", status + "\n" + _sh("docker", "logs", "--tail", "40", name).stderr[-3000:]
+    finally:
+        _sh("docker", "rm", "-f", name)
