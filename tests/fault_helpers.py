@@ -11,23 +11,21 @@ from __future__ import annotations
 import json
 import os
 import socket
+import sys
 import threading
 import time
+from pathlib import Path
 from typing import List, Optional, Tuple
 
 from mqtt_fixtures import Subscriber, free_port
 
+sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "scripts"))
+from soak import proc_sample  # noqa: E402  (stdlib-only at import)
+
 
 def proc_status(pid: int) -> dict:
-    out = {}
-    with open(f"/proc/{pid}/status") as f:
-        for line in f:
-            if line.startswith("VmRSS:"):
-                out["rss_mb"] = int(line.split()[1]) / 1024.0
-            elif line.startswith("Threads:"):
-                out["threads"] = int(line.split()[1])
-    out["fds"] = len(os.listdir(f"/proc/{pid}/fd"))
-    return out
+    """RSS (MB), threads and fds of ``pid``: the soak script's reader, one piece of code for both."""
+    return proc_sample(pid)
 
 
 def latest_stats(sub: Subscriber, since: float = 0.0) -> Optional[dict]:

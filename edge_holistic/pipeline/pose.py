@@ -95,15 +95,6 @@ class PoseStep:
     object_scale: float
 
 
-@dataclass
-class RawPose:
-    """Landmark model output projected to the image, before smoothing."""
-
-    score: float
-    landmarks: np.ndarray  # (35, 5) image-normalised: 33 pose + 2 aux
-    world: np.ndarray  # (33, 3) rotated by the ROI angle
-
-
 def refine_from_heatmap(lm: np.ndarray, heatmap: np.ndarray, kernel: int = HEATMAP_KERNEL,
                         min_confidence: float = 0.5) -> np.ndarray:
     """Move each landmark to the confidence-weighted centre of its heatmap window.
@@ -170,22 +161,6 @@ class PoseLandmarker:
         lm = refine_from_heatmap(inf.lm[rows], inf.heatmap[..., rows])
         lm[:, 3:5] = 1.0 / (1.0 + np.exp(-lm[:, 3:5]))
         return project_to_image(lm, inf.crop, original=inf.roi)
-
-    def run(self, image: np.ndarray, roi: Rect) -> Optional[RawPose]:
-        """All in one step (the reference the split path is checked against)."""
-        h, w = image.shape[:2]
-        crop = self.model.write_input(lambda buf: warp_into(image, roi, buf, (0.0, 1.0), keep_aspect=True))
-        raw, flag, heatmap, world = self.model.invoke(self.out_idx)
-        score = float(flag.reshape(-1)[0])
-        if not score > self.min_presence:
-            return None
-        lm = raw.reshape(NUM_POSE_MODEL, 5).astype(np.float32)
-        lm[:, :3] /= self.size
-        lm = refine_from_heatmap(lm, heatmap.reshape(self.hm_shape))
-        lm[:, 3:5] = 1.0 / (1.0 + np.exp(-lm[:, 3:5]))
-        img = project_to_image(lm[: NUM_POSE + 2], crop, original=roi)
-        wl = rotate_world(world.reshape(NUM_POSE_MODEL, 3)[:NUM_POSE], roi.theta)
-        return RawPose(score, img, wl)
 
 
 class PoseTracker:

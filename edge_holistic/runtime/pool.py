@@ -83,20 +83,7 @@ class ModelPool:
         """Drop interpreters not in use and idle longer than the limit; return their names."""
         now = time.monotonic() if now is None else now
         limit = self.idle_release_s if max_idle_s is None else max_idle_s
-        dropped = []
-        with self._lock:
-            for key, e in list(self._entries.items()):
-                if id(e.model) in self._in_use:
-                    continue
-                if now - e.last_used >= limit:
-                    dropped.append(e.model.name)
-                    del self._entries[key]
-        if dropped:
-            # Their weights go back to the heap; without a trim glibc keeps the pages and
-            # RSS does not move (the model files' own pages were already released).
-            gc.collect()
-            trim_heap()
-        return dropped
+        return self._drop(lambda key, e: now - e.last_used >= limit)
 
     def drop_namespace(self, namespace: str) -> List[str]:
         """Drop the interpreters of engines in ``namespace`` that no owner uses, now; their names.
@@ -106,13 +93,19 @@ class ModelPool:
         interpreters are touched.
         """
         prefix = f"{namespace}/"
+        return self._drop(lambda key, e: key[4].startswith(prefix))
+
+    def _drop(self, should_drop) -> List[str]:
+        """Drop the interpreters no owner uses that ``should_drop(key, entry)`` picks; their names."""
         dropped = []
         with self._lock:
             for key, e in list(self._entries.items()):
-                if key[4].startswith(prefix) and id(e.model) not in self._in_use:
+                if id(e.model) not in self._in_use and should_drop(key, e):
                     dropped.append(e.model.name)
                     del self._entries[key]
         if dropped:
+            # Their weights go back to the heap; without a trim glibc keeps the pages and
+            # RSS does not move (the model files' own pages were already released).
             gc.collect()
             trim_heap()
         return dropped
