@@ -2,7 +2,8 @@
 # Prove the package on its real targets' userland: Debian bookworm (= Raspberry Pi OS 12, Python 3.11)
 # and trixie (= Pi OS 13, Python 3.13) arm64, run under qemu-user-static emulation on an x86 box.
 #
-#   sudo scripts/arm64_check.sh [--suites bookworm,trixie] [--short] [--golden full|stills] [--cache DIR] [--fresh] [--table FILE]
+#   sudo scripts/arm64_check.sh [--suites bookworm,trixie] [--short] [--golden full|stills|none] [--cache DIR] [--fresh] [--table FILE]
+#   sudo scripts/arm64_check.sh --rootfs-only [--minimal] [--suites bookworm] [--cache DIR]
 #
 # Per suite: a debootstrapped arm64 rootfs (built once, cached in DIR, default
 # /var/cache/edge-holistic-arm64; never inside the repo), then inside it:
@@ -17,6 +18,8 @@
 # golden stills only (pose + holistic vs MediaPipe, holistic int8 end to end), skipping the per-model
 # int8 suite (the longest part under emulation); --golden none skips step 3.
 # Prints a table (markdown) at the end; --table FILE also writes it there.
+# --rootfs-only: only build (or find cached) the rootfs of each suite and exit; --minimal: a bare
+# minbase (what debian:*-slim holds, the container test's arm64 base) instead of python3 + mosquitto.
 #
 # Emulation workarounds (artefacts of qemu-user, not product bugs):
 #  - qemu 7.2 shows the host's x86 /proc/cpuinfo inside the rootfs and LiteRT then segfaults in
@@ -33,6 +36,8 @@ GOLDEN=full
 FRESH=0
 CACHE=/var/cache/edge-holistic-arm64
 TABLE_OUT=""
+ROOTFS_ONLY=0
+INCLUDE=python3,python3-venv,python3-pip,mosquitto,ca-certificates,passwd
 MIRROR="${DEBIAN_MIRROR:-http://deb.debian.org/debian}"
 while [ $# -gt 0 ]; do
   case "$1" in
@@ -42,7 +47,9 @@ while [ $# -gt 0 ]; do
     --cache) CACHE="${2:?}"; shift 2 ;;
     --fresh) FRESH=1; shift ;;
     --table) TABLE_OUT="${2:?}"; shift 2 ;;
-    -h|--help) sed -n '2,27p' "$0"; exit 0 ;;
+    --rootfs-only) ROOTFS_ONLY=1; shift ;;
+    --minimal) INCLUDE=""; shift ;;
+    -h|--help) sed -n '2,31p' "$0"; exit 0 ;;
     *) echo "arm64_check.sh: unknown option $1 (see --help)" >&2; exit 2 ;;
   esac
 done
@@ -76,8 +83,7 @@ build_rootfs() {  # suite -> $CACHE/$suite (atomic: built in .partial, renamed w
   log "$suite: debootstrap arm64 (slow under emulation; cached afterwards in $dir)"
   mkdir -p "$CACHE"
   rm -rf -- "$dir.partial"
-  debootstrap --arch=arm64 --foreign --variant=minbase \
-    --include=python3,python3-venv,python3-pip,mosquitto,ca-certificates,passwd \
+  debootstrap --arch=arm64 --foreign --variant=minbase ${INCLUDE:+--include=$INCLUDE} \
     "$suite" "$dir.partial" "$MIRROR" >"$CACHE/$suite.debootstrap.log" 2>&1
   chroot "$dir.partial" /debootstrap/debootstrap --second-stage >>"$CACHE/$suite.debootstrap.log" 2>&1
   rm -rf -- "$dir"
@@ -99,29 +105,7 @@ enter() {  # suite: mounts for running things inside
   mountpoint -q "$root/proc" || { mount -t proc proc "$root/proc"; MOUNTS+=("$root/proc"); }
   mountpoint -q "$root/dev" || { mount --bind /dev "$root/dev"; MOUNTS+=("$root/dev"); }
   mountpoint -q "$root/dev/shm" || { mount -t tmpfs shm "$root/dev/shm"; MOUNTS+=("$root/dev/shm"); }
-  cat > "$CACHE/cpuinfo-arm64" <<'EOF'
-processor	: 0
-BogoMIPS	: 108.00
-Features	: fp asimd evtstrm crc32 cpuid
-CPU implementer	: 0x41
-CPU architecture: 8
-CPU variant	: 0x0
-CPU part	: 0xd08
-CPU revision	: 3
-
-processor	: 1
-BogoMIPS	: 108.00
-Features	: fp asimd evtstrm crc32 cpuid
-CPU implementer	: 0x41
-CPU architecture: 8
-CPU variant	: 0x0
-CPU part	: 0xd08
-CPU revision	: 3
-
-Hardware	: BCM2835
-Model		: Raspberry Pi 4 Model B Rev 1.4
-EOF
-  mount --bind "$CACHE/cpuinfo-arm64" "$root/proc/cpuinfo"; MOUNTS+=("$root/proc/cpuinfo")
+  mount --bind "$REPO/scripts/cpuinfo-arm64" "$root/proc/cpuinfo"; MOUNTS+=("$root/proc/cpuinfo")
   cp -L /etc/resolv.conf "$root/etc/resolv.conf"
   if ls /usr/local/share/ca-certificates/*.crt >/dev/null 2>&1; then
     mkdir -p "$root/usr/local/share/ca-certificates"
@@ -257,6 +241,11 @@ PY
 }
 
 ensure_binfmt
+if [ "$ROOTFS_ONLY" = 1 ]; then
+  IFS=, read -r -a suite_list <<< "$SUITES"
+  for s in "${suite_list[@]}"; do build_rootfs "$s"; log "$s: rootfs ready in $CACHE/$s"; done
+  exit 0
+fi
 OUT="$(mktemp -d /tmp/edge-holistic-arm64-check.XXXXXX)"
 log "logs in $OUT"
 T_ALL=$(now)

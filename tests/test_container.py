@@ -8,6 +8,15 @@ image then runs the daemon on tests/data/clip.avi against a mosquitto on the hos
 CI cost (2-core box, measured): warm (base image present, docker layer cache) ~1-2 min;
 cold: debootstrap ~5.5 min + the dependency layer ~3-4 min, so the cold path runs only when
 EDGE_HOLISTIC_SLOW_CHECKS=1; otherwise the test skips and says why. Needs root (dockerd).
+
+The arm64 image (Raspberry Pi 4/5, Jetson) is built from the same Dockerfile with ``--platform
+linux/arm64`` under qemu-user emulation: its base is a debootstrapped bookworm arm64 rootfs
+imported with its architecture set to arm64, tagged as the FROM line's name only while that build
+runs (a local tag holds one architecture). It then runs ``models verify --load`` and the daemon on
+the committed stills (images source) against the host's mosquitto, with the emulation
+workarounds of scripts/arm64_check.sh (an ARM /proc/cpuinfo, QEMU_CPU=cortex-a72). Emulated, so
+it runs only with EDGE_HOLISTIC_SLOW_CHECKS=1 or once its image was built here (costs in
+docs/platforms.md).
 """
 from __future__ import annotations
 
@@ -18,6 +27,7 @@ import shutil
 import subprocess
 import time
 from pathlib import Path
+from typing import Optional
 
 import jsonschema
 import pytest
@@ -29,7 +39,11 @@ REPO = Path(__file__).resolve().parents[1]
 DATA = REPO / "tests" / "data"
 CACHE = Path(os.environ.get("EDGE_HOLISTIC_DOCKER_CACHE", "/var/cache/edge-holistic-docker"))
 ROOTFS = CACHE / "bookworm-amd64"
+ROOTFS_ARM64 = CACHE / "arm64" / "bookworm"  # scripts/arm64_check.sh --rootfs-only --minimal
 IMAGE = "edge-holistic:test"
+IMAGE_ARM64 = "edge-holistic:test-arm64"
+BASE_AMD64 = "edge-holistic-base:bookworm-amd64"
+BASE_ARM64 = "edge-holistic-base:bookworm-arm64"  # tagged as the FROM name only during the arm64 build
 SLOW = os.environ.get("EDGE_HOLISTIC_SLOW_CHECKS") == "1"
 
 
@@ -59,8 +73,24 @@ def _docker_up() -> None:
     pytest.fail("started dockerd but it did not answer within 60 s (/tmp/edge-holistic-dockerd.log)")
 
 
+def _arch(tag: str) -> Optional[str]:
+    r = _sh("docker", "image", "inspect", "-f", "{{.Architecture}}", tag)
+    return r.stdout.strip() if r.returncode == 0 else None
+
+
+def _rootfs_tar(rootfs: Path) -> subprocess.Popen:
+    return subprocess.Popen(["tar", "--numeric-owner", "--exclude=./var/cache/apt/archives/*.deb",
+                             "--exclude=./.complete", "--exclude=./debootstrap", "-C", str(rootfs), "-cf", "-", "."],
+                            stdout=subprocess.PIPE)
+
+
 def _ensure_base(tag: str) -> None:
-    if _sh("docker", "image", "inspect", tag).returncode == 0:
+    """The FROM image for amd64 (kept also as BASE_AMD64, so the tag can be given back after an arm64 build)."""
+    if _arch(tag) == "amd64":
+        _sh("docker", "tag", tag, BASE_AMD64)
+        return
+    if _arch(BASE_AMD64) == "amd64":
+        assert _sh("docker", "tag", BASE_AMD64, tag).returncode == 0
         return
     if not (ROOTFS / ".complete").is_file():
         if not SLOW:
@@ -75,13 +105,58 @@ def _ensure_base(tag: str) -> None:
         shutil.rmtree(ROOTFS, ignore_errors=True)
         part.rename(ROOTFS)
         (ROOTFS / ".complete").write_text("built by tests/test_container.py\n")
-    tar = subprocess.Popen(["tar", "--numeric-owner", "--exclude=./var/cache/apt/archives/*.deb",
-                            "--exclude=./.complete", "--exclude=./debootstrap", "-C", str(ROOTFS), "-cf", "-", "."],
-                           stdout=subprocess.PIPE)
-    r = subprocess.run(["docker", "import", "--change", 'CMD ["bash"]', "-", tag], stdin=tar.stdout,
+    tar = _rootfs_tar(ROOTFS)
+    r = subprocess.run(["docker", "import", "--change", 'CMD ["bash"]', "-", BASE_AMD64], stdin=tar.stdout,
                        capture_output=True, text=True, timeout=600)
     tar.wait()
     assert r.returncode == 0, r.stderr
+    assert _sh("docker", "tag", BASE_AMD64, tag).returncode == 0
+
+
+def _ensure_base_arm64(tmp: Path) -> None:
+    """BASE_ARM64 from a minimal debootstrapped bookworm arm64 rootfs (second stage under qemu-user).
+
+    `docker import --platform` is ignored by Debian's docker.io 20.10 (the image says amd64), so
+    the rootfs goes in through a one-line `FROM scratch` build with --platform linux/arm64, which
+    records the architecture the arm64 build of the real Dockerfile then asks for.
+    """
+    if _arch(BASE_ARM64) == "arm64":
+        return
+    if not (ROOTFS_ARM64 / ".complete").is_file():
+        if not SLOW:
+            pytest.skip(f"cold cache: no arm64 rootfs in {ROOTFS_ARM64}; building it (debootstrap, second stage "
+                        "emulated) runs only with EDGE_HOLISTIC_SLOW_CHECKS=1")
+        for tool in ("debootstrap", "qemu-aarch64-static"):
+            if not shutil.which(tool):
+                pytest.skip(f"{tool} is not installed (apt-get install debootstrap qemu-user-static)")
+        r = _sh("bash", str(REPO / "scripts" / "arm64_check.sh"), "--rootfs-only", "--minimal", "--suites", "bookworm",
+                "--cache", str(ROOTFS_ARM64.parent), timeout=7200)
+        assert r.returncode == 0, r.stdout[-3000:] + r.stderr[-3000:]
+    ctx = tmp / "base-arm64"
+    ctx.mkdir()
+    (ctx / "Dockerfile").write_text('FROM scratch\nADD rootfs.tar /\nCMD ["bash"]\n')
+    with open(ctx / "rootfs.tar", "wb") as out:
+        tar = _rootfs_tar(ROOTFS_ARM64)
+        shutil.copyfileobj(tar.stdout, out)
+        assert tar.wait() == 0
+    r = _sh("docker", "build", "--platform", "linux/arm64", "-t", BASE_ARM64, str(ctx), timeout=1200)
+    (ctx / "rootfs.tar").unlink()
+    assert r.returncode == 0, r.stdout[-3000:] + r.stderr[-3000:]
+    assert _arch(BASE_ARM64) == "arm64", _arch(BASE_ARM64)
+
+
+def _build_context(tmp: Path) -> Path:
+    """What `git ls-files` holds (the image is built unchanged from the repo), plus this machine's CA."""
+    ctx = tmp / "ctx"
+    files = _sh("git", "ls-files", "-z", cwd=REPO).stdout.split("\0")
+    for rel in filter(None, files):
+        if (REPO / rel).is_file():
+            (ctx / rel).parent.mkdir(parents=True, exist_ok=True)
+            shutil.copy2(REPO / rel, ctx / rel)
+    # this machine's TLS-intercepting proxy CA, the way docker/certs/README.md tells users to
+    for crt in Path("/usr/local/share/ca-certificates").glob("*.crt"):
+        shutil.copy(crt, ctx / "docker" / "certs" / crt.name)
+    return ctx
 
 
 @pytest.fixture(scope="module")
@@ -92,20 +167,46 @@ def image(tmp_path_factory):
     if not have_layers and not SLOW:
         pytest.skip("cold cache: the image's dependency layer was never built here (~3-4 min); "
                     "runs only with EDGE_HOLISTIC_SLOW_CHECKS=1 or after one `docker build -t edge-holistic:test .`")
-    ctx = tmp_path_factory.mktemp("ctx")
-    files = _sh("git", "ls-files", "-z", cwd=REPO).stdout.split("\0")
-    for rel in filter(None, files):
-        if (REPO / rel).is_file():
-            (ctx / rel).parent.mkdir(parents=True, exist_ok=True)
-            shutil.copy2(REPO / rel, ctx / rel)
-    # this machine's TLS-intercepting proxy CA, the way docker/certs/README.md tells users to
-    for crt in Path("/usr/local/share/ca-certificates").glob("*.crt"):
-        shutil.copy(crt, ctx / "docker" / "certs" / crt.name)
+    ctx = _build_context(tmp_path_factory.mktemp("amd64"))
     t0 = time.monotonic()
     r = _sh("docker", "build", "--network", "host", "-t", IMAGE, str(ctx), timeout=2400)
     assert r.returncode == 0, r.stdout[-4000:] + r.stderr[-4000:]
     print(f"docker build: {time.monotonic() - t0:.0f} s")
     return IMAGE
+
+
+@pytest.fixture(scope="module")
+def image_arm64(tmp_path_factory):
+    """The same Dockerfile built for linux/arm64 under emulation (the FROM tag lent to the arm64 base)."""
+    _docker_up()
+    if _arch(IMAGE_ARM64) != "arm64" and not SLOW:
+        pytest.skip("the arm64 image was never built here: its emulated build (apt + pip under qemu-user, "
+                    "see docs/platforms.md) runs only with EDGE_HOLISTIC_SLOW_CHECKS=1")
+    tmp = tmp_path_factory.mktemp("arm64")
+    _ensure_base_arm64(tmp)
+    base = _base_image()
+    previous = _sh("docker", "image", "inspect", "-f", "{{.Id}}", base).stdout.strip()
+    ctx = _build_context(tmp)
+    t0 = time.monotonic()
+    assert _sh("docker", "tag", BASE_ARM64, base).returncode == 0
+    try:
+        r = _sh("docker", "build", "--platform", "linux/arm64", "--network", "host", "-t", IMAGE_ARM64, str(ctx),
+                timeout=7200)
+    finally:  # the FROM tag goes back to the amd64 base (or away, if there was none)
+        if previous:
+            _sh("docker", "tag", previous, base)
+        else:
+            _sh("docker", "rmi", "--no-prune", base)
+    assert r.returncode == 0, r.stdout[-4000:] + r.stderr[-4000:]
+    print(f"docker build --platform linux/arm64 (emulated): {time.monotonic() - t0:.0f} s")
+    assert _arch(IMAGE_ARM64) == "arm64"
+    return IMAGE_ARM64
+
+
+# qemu-user shows the host's x86 /proc/cpuinfo and LiteRT then crashes: the same workaround as
+# scripts/arm64_check.sh (a Raspberry Pi 4 cpuinfo over it, emulated as a Cortex-A72)
+ARM64_RUN = ("--platform", "linux/arm64", "-e", "QEMU_CPU=cortex-a72",
+             "-v", f"{REPO / 'scripts' / 'cpuinfo-arm64'}:/proc/cpuinfo:ro")
 
 
 def test_image_runs_as_non_root_with_models_inside(image):
@@ -173,3 +274,43 @@ def test_image_healthcheck_turns_healthy_on_the_web_server(image, tmp_path):
         assert status == "healthy", status + "\n" + _sh("docker", "logs", "--tail", "40", name).stderr[-3000:]
     finally:
         _sh("docker", "rm", "-f", name)
+
+
+def test_arm64_image_is_arm64_and_loads_its_models(image_arm64):
+    r = _sh("docker", "run", "--rm", *ARM64_RUN, "--entrypoint", "uname", image_arm64, "-m")
+    assert r.returncode == 0 and r.stdout.strip() == "aarch64", r.stdout + r.stderr
+    r = _sh("docker", "run", "--rm", *ARM64_RUN, image_arm64, "models", "verify", "--load", timeout=900)
+    assert r.returncode == 0 and ", 0 failed" in r.stdout, r.stdout[-3000:] + r.stderr[-3000:]
+
+
+def test_arm64_image_publishes_the_stills_over_mqtt(image_arm64, tmp_path):
+    """Holistic with precision auto (= int8 on ARM) on the committed stills, emulated: 7 frames, not the clip."""
+    broker = Broker(tmp_path / "broker").start()
+    try:
+        cfg = daemon_config(tmp_path, broker.port, "container-arm64",
+                            source={"type": "images", "path": "/data/images", "loop": False},
+                            pipeline={"task": "holistic", "pose_model": "full", "precision": "auto",
+                                      "threads": "auto", "max_fps": 0},
+                            health={"stats_interval": 5, "stall_timeout": 120, "unhealthy_after": 300})
+        cfg.chmod(0o644)
+        sub = Subscriber(broker.port, "edge_holistic/container-arm64/#")
+        try:
+            r = _sh("docker", "run", "--rm", "--network", "host", *ARM64_RUN,
+                    "-v", f"{DATA / 'images'}:/data/images:ro",
+                    "-v", f"{cfg}:/etc/edge-holistic/config.yaml:ro",
+                    image_arm64, "run", "--config", "/etc/edge-holistic/config.yaml", "--once", timeout=1200)
+            assert r.returncode == 0, r.stdout[-2000:] + r.stderr[-4000:]
+            assert sub.wait_for("available", lambda m: m.text == "stopped", timeout=30)
+            marks = [m.json() for m in sub.of("landmarks")]
+            stills = sorted(p for p in (DATA / "images").iterdir() if p.suffix == ".jpg")
+            assert [m["frame"]["seq"] for m in marks] == list(range(1, len(stills) + 1))
+            schema = load_schema()
+            for m in marks:
+                jsonschema.validate(m, schema)
+            assert sum(m["pose"] is not None for m in marks) == len(stills) - 1  # all but no_person_kitchen
+            models = {name for m in marks for name in m["models"].values()}
+            assert models and all(name.endswith("@int8") for name in models), models  # auto = int8 on ARM
+        finally:
+            sub.close()
+    finally:
+        broker.close()
