@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import json
+import re
 import shutil
 import signal
 import socket
@@ -94,6 +95,9 @@ def test_stats_are_published(running):
     assert st["mqtt"]["connected"] is True
     for key in ("stalls", "reopens", "temperature_c", "throttled"):
         assert key in st
+    # the log line (journalctl) shows the processed rate too, not a stuck 0.0 (max_fps 8 here)
+    rates = lambda: [float(x) for x in re.findall(r"edge_holistic\.daemon: +([0-9.]+) fps \|", d.log())]
+    assert wait_until(lambda: any(r >= 1.0 for r in rates()), 15), d.log()[-3000:]
 
 
 def test_cmd_switches_pose_model(running):

@@ -164,3 +164,22 @@ def test_daemon_view_on_a_running_daemon(tmp_path):
         d.request_stop()
         runner.join(30)
     assert taps[-1] == ("exit", 0)
+
+
+def test_status_line_fps_is_the_rate_since_each_readers_previous_line():
+    """The terminal (1 s), the log (stats_interval) and systemd's STATUS= (5 s) lines each show the
+    processed rate over their own period. Before, only the terminal sampled it, so the log and
+    `systemctl status` said 0.0 fps while frames were processed."""
+    now = [100.0]
+    m = Metrics(clock=lambda: now[0])
+    for _ in range(10):
+        m.frame_done(True, {"total": 5.0}, None)
+    now[0] += 2.0
+    assert m.processed_fps("log") == pytest.approx(5.0)  # 10 frames in the 2 s since start
+    for _ in range(4):
+        m.frame_done(True, {"total": 5.0}, None)
+    now[0] += 1.0
+    assert m.processed_fps("log") == pytest.approx(4.0)  # its own baseline: 4 frames in 1 s
+    assert m.processed_fps("systemd") == pytest.approx(14 / 3.0, abs=0.01)  # another reader, since start
+    now[0] += 1.0
+    assert m.processed_fps("log") == 0.0  # nothing processed in that second

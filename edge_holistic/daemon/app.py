@@ -171,7 +171,7 @@ class Daemon:
         self.health_thread = HealthThread(
             self.notifier, watchdog_interval(), self.readings, MemoryGuard(cfg.health),
             lambda: self.control.parts.cfg.health.memory_check_interval, self.control.post_shed,
-            self._memory_hard, lambda: status_line(self.metrics, self.control, self.health_thread.last),
+            self._memory_hard, lambda: status_line(self.metrics, self.control, self.health_thread.last, "systemd"),
             self.metrics.thread_died)
         self.health_thread.on_change = self._mark_status
         self._status_due = False
@@ -295,7 +295,7 @@ class Daemon:
                 self._publish_shadow(parts.session, st.get("shadow"))
             if not self._tty:
                 log.info("%s | dropped %.1f/s | stalls %d | cpu %.0f%% | rss %.0f MB",
-                         status_line(self.metrics, self.control, self.health_thread.last), st["fps"]["dropped"],
+                         status_line(self.metrics, self.control, self.health_thread.last, "log"), st["fps"]["dropped"],
                          st["stalls"], st["cpu_percent"], st["rss_mb"])
 
     def _publish_shadow(self, session, doc: Optional[Dict[str, Any]]) -> None:
@@ -400,7 +400,7 @@ class Daemon:
         self.web = start_web_page(self.view(), cfg)
         self.notifier.ready(f"running: {grabber.source.description}, task {engine.effective_options.task}")
         loop = FrameLoop(self.control, self.metrics, self.publisher, self._report, self._stop_reason,
-                         tty_line=(lambda: status_line(self.metrics, self.control, self.health_thread.last))
+                         tty_line=(lambda: status_line(self.metrics, self.control, self.health_thread.last, "tty"))
                          if self._tty else None)
         try:
             if loop.run() == "ended":

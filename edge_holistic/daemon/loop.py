@@ -201,7 +201,6 @@ class FrameLoop:
             self.report(now, changed)
             if self.tty_line is not None and now >= self._next_line:
                 self._next_line = now + 1.0
-                m.sample_line_fps()
                 sys.stderr.write("\r\x1b[K" + self.tty_line())
                 sys.stderr.flush()
             parts = self.control.parts

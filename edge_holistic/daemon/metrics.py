@@ -68,8 +68,6 @@ class Metrics:
         self.thread_errors: Dict[str, str] = {}
         self.latency = LatencyWindow()
         self.latest: Optional[Dict[str, Any]] = None  # the last landmarks@1 message
-        self._line = (0, self.started)  # (processed, t) at the last status-line sample
-        self.line_fps = 0.0
         self._prev: Dict[str, Dict[str, Any]] = {}
 
     # -- writers ------------------------------------------------------------------------
@@ -145,15 +143,13 @@ class Metrics:
         with self._lock:
             self.paused_skipped += 1
 
-    def sample_line_fps(self) -> float:
-        """Processed fps since the previous sample (the status line's number)."""
-        now = self._clock()
+    def processed_fps(self, reader: str) -> float:
+        """Processed frames per second since this ``reader``'s previous call (its own baseline,
+        as :meth:`rates`): the terminal line (every second), the log line (every
+        stats_interval) and systemd's STATUS= (every 5 s) each get the rate over their own period."""
         with self._lock:
-            n0, t0 = self._line
-            if now - t0 > 0:
-                self.line_fps = (self.processed - n0) / (now - t0)
-            self._line = (self.processed, now)
-            return self.line_fps
+            processed = self.processed
+        return float(self.rates({"processed": processed}, reader="line:" + reader)["fps"]["processed"])
 
     def latency_summary(self) -> Dict[str, Dict[str, float]]:
         with self._lock:
@@ -273,12 +269,14 @@ def stats_document(metrics: Metrics, control, memory, cpu_percent: float, watchd
     }
 
 
-def status_line(metrics: Metrics, control, health: tuple) -> str:
+def status_line(metrics: Metrics, control, health: tuple, reader: str) -> str:
+    """One line for a person: the terminal, the log, systemd's STATUS=. ``reader`` names which
+    (the fps is the rate since that reader's previous line)."""
     parts = control.parts
     p50 = metrics.latency_p50("total")
     broker = "off" if parts.session is None else parts.session.state
     src = parts.grabber.state if parts.grabber is not None else "-"
-    out = [f"{metrics.line_fps:5.1f} fps", f"{p50:5.1f} ms" if p50 is not None else "   -- ms",
+    out = [f"{metrics.processed_fps(reader):5.1f} fps", f"{p50:5.1f} ms" if p50 is not None else "   -- ms",
            f"person {'yes' if metrics.last_person else 'no '}", f"mqtt {broker}", f"source {src}"]
     if control.paused:
         out.append("PAUSED")
