@@ -180,6 +180,48 @@ def test_token_required_everywhere_but_health_and_metrics(daemon, method, path):
     assert web.request("GET", "/metrics", auth=False)[0] == 200
 
 
+def test_sighup_moves_the_page_to_its_new_port_and_token(tmp_path):
+    """http changes take effect on a reload: a new port and a rotated token; a port that is
+    taken keeps the page where it was, and the daemon runs on either way."""
+    import signal
+
+    import yaml
+
+    token_file = tmp_path / "token"
+    token_file.write_text("first-token-123\n")
+    port1, port2 = free_port(), free_port()
+    cfg = daemon_config(tmp_path, free_port(), "webreload",  # no broker: the page must not depend on MQTT
+                        http={"enabled": True, "host": "127.0.0.1", "port": port1, "token_file": str(token_file)})
+    d = DaemonProcess(cfg)
+    blocker = socket.socket()
+    try:
+        assert wait_until(lambda: _up(port1), 60), d.log()
+        assert Web(port1, "first-token-123").get_json("/api/status")[0] == 200
+
+        doc = yaml.safe_load(cfg.read_text())
+        doc["http"]["port"] = port2
+        cfg.write_text(yaml.safe_dump(doc))
+        token_file.write_text("second-token-456\n")
+        d.signal(signal.SIGHUP)
+        assert wait_until(lambda: _up(port2), 20), d.log()
+        assert not _up(port1)
+        assert Web(port2, "second-token-456").get_json("/api/status")[0] == 200
+        assert Web(port2, "first-token-123").get_json("/api/status")[0] == 401
+
+        blocker.bind(("127.0.0.1", 0))
+        blocker.listen()
+        doc["http"]["port"] = blocker.getsockname()[1]
+        cfg.write_text(yaml.safe_dump(doc))
+        d.signal(signal.SIGHUP)
+        assert wait_until(lambda: "keeping the previous http settings" in d.log(), 20), d.log()
+        assert wait_until(lambda: _up(port2), 10), d.log()
+        assert Web(port2, "second-token-456").get_json("/healthz", auth=False)[0] in (200, 503)
+        assert d.proc.poll() is None
+    finally:
+        blocker.close()
+        d.close()
+
+
 def test_controls_refuse_without_token_and_apply_with_it(daemon):
     d, web, sub = daemon
     cmd = json.dumps({"cmd": "set", "max_fps": 6}).encode()

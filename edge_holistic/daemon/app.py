@@ -332,6 +332,24 @@ class Daemon:
         if self.shadow.enabled:
             log.info("A/B shadow: %s", self.shadow.summary()["b"]["label"])
 
+    def _web_on_reload(self, old, new) -> None:
+        """A reload that changed the http section or the token file's contents restarts the page
+        on the new settings (a new port, host or token takes effect without a restart of the
+        daemon; open streams reconnect). If the new page cannot start (port taken, bad token
+        file), the old one comes back, and the error is logged either way."""
+        stamp = _web_stamp(new.cfg)
+        if stamp == self._web_stamp:
+            return
+        log.info("http settings changed: restarting the web page")
+        if self.web is not None:
+            self.web.stop()
+        self.web = start_web_page(self.view(), new.cfg)
+        if self.web is None and new.cfg.http.enabled and old.cfg.http.enabled:
+            log.error("web page: keeping the previous http settings (%s:%d)", old.cfg.http.host, old.cfg.http.port)
+            self.web = start_web_page(self.view(), old.cfg)
+            return  # the stamp stays: the next reload tries the new settings again
+        self._web_stamp = stamp
+
     def request_stop(self, signum: int = signal.SIGTERM) -> None:
         """What SIGTERM does; for an embedding caller (tests) that runs the daemon in a thread."""
         self.stop_signal = signum
@@ -398,6 +416,8 @@ class Daemon:
             self.supervisor.watch(name, lambda n=name: _session_thread(self.control.parts.session, n))
         self.health_thread.start()
         self.web = start_web_page(self.view(), cfg)
+        self._web_stamp = _web_stamp(cfg)
+        self.control.on_swap.append(self._web_on_reload)
         self.notifier.ready(f"running: {grabber.source.description}, task {engine.effective_options.task}")
         loop = FrameLoop(self.control, self.metrics, self.publisher, self._report, self._stop_reason,
                          tty_line=(lambda: status_line(self.metrics, self.control, self.health_thread.last, "tty"))
@@ -451,6 +471,16 @@ def start_web_page(view, cfg):
     except (WebStartError, TokenError) as e:
         log.error("web page not started: %s", e)
         return None
+
+
+def _web_stamp(cfg) -> tuple:
+    """What the running page was started from: the http section and its token file's (mtime, size)."""
+    token = cfg.http.token_file
+    try:
+        st = os.stat(token) if token else None
+    except OSError:
+        st = None
+    return (cfg.http, (st.st_mtime_ns, st.st_size) if st else None)
 
 
 def _running_thread(grabber) -> Optional[threading.Thread]:
