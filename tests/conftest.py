@@ -5,6 +5,7 @@ import os
 import subprocess
 import sys
 import tempfile
+import time
 from pathlib import Path
 
 import cv2
@@ -68,6 +69,19 @@ def make_pipeline(registry):
     yield make
     for e in list(made):
         e.close()
+
+
+def take_all(grabber, pause: float = 0.0) -> list:
+    """The seq of every frame ``grabber`` hands out until none comes within 5 s (a finite source has
+    ended); ``pause`` after each frame plays a consumer slower than the source."""
+    seqs = []
+    while True:
+        f = grabber.get(timeout=5)
+        if f is None:
+            return seqs
+        seqs.append(f.seq)
+        if pause:
+            time.sleep(pause)
 
 
 @pytest.fixture(scope="session")
