@@ -1,4 +1,4 @@
-"""Shared fixtures: the real models, the committed images, one pipeline per configuration."""
+"""Shared fixtures: the real models, the committed images, one pipeline per configuration, a broker per module."""
 from __future__ import annotations
 
 import os
@@ -87,6 +87,17 @@ def take_all(grabber, pause: float = 0.0) -> list:
 @pytest.fixture(scope="session")
 def clip_frames():
     return clip_frames_rgb()
+
+
+@pytest.fixture(scope="module")
+def broker(tmp_path_factory):
+    """One mosquitto per test module, for the modules whose daemons can share it (each under its own
+    device id); a test that stops or restarts its broker makes its own ``mqtt_fixtures.Broker``."""
+    from mqtt_fixtures import Broker
+
+    b = Broker(tmp_path_factory.mktemp("broker")).start()
+    yield b
+    b.close()
 
 
 def run_cli(*args: str, timeout: float = 120.0, **kw) -> subprocess.CompletedProcess:

@@ -29,6 +29,19 @@ if SCRIPTS not in sys.path:  # also imported outside pytest (scripts/bench_shado
     sys.path.insert(0, SCRIPTS)
 from soak import Mosquitto, free_port  # noqa: E402  (stdlib-only at import: one broker runner for both)
 
+# Keys Home Assistant's MQTT discovery requires in every config, and per component beyond those:
+# what the pure builders (test_homeassistant.py) and the live daemon's retained configs
+# (test_homeassistant_live.py) are both checked against.
+HA_COMMON_KEYS = {"name", "unique_id", "availability", "device"}
+HA_REQUIRED_KEYS = {
+    "binary_sensor": {"state_topic"},
+    "sensor": {"state_topic"},
+    "select": {"command_topic", "options"},
+    "number": {"command_topic"},
+    "switch": {"command_topic"},
+    "image": {"image_topic"},
+}
+
 
 def mosquitto_binary() -> str:
     exe = shutil.which("mosquitto") or ("/usr/sbin/mosquitto" if os.path.exists("/usr/sbin/mosquitto") else None)
