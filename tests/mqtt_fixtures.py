@@ -14,9 +14,10 @@ import subprocess
 import sys
 import threading
 import time
+from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Callable, Dict, List, Optional
+from typing import Callable, Dict, Iterator, List, Optional, Sequence, Tuple
 
 import pytest
 import yaml
@@ -217,3 +218,18 @@ class DaemonProcess:
                 self.proc.wait(5)
         self._log.close()
         self._out.close()
+
+
+@contextmanager
+def watched_daemon(broker: Broker, tmp: Path, device_id: str, args: Sequence[str] = (),
+                   separate_stdout: bool = False, **sections) -> Iterator[Tuple[Path, Subscriber, DaemonProcess]]:
+    """The usual real-process test's start and end: a ``daemon_config`` for ``device_id`` on ``broker``, a
+    subscriber on all of that device's topics, the daemon (with ``args``); both closed however the test ends."""
+    cfg = daemon_config(tmp, broker.port, device_id, **sections)
+    sub = Subscriber(broker.port, f"edge_holistic/{device_id}/#")
+    d = DaemonProcess(cfg, *args, separate_stdout=separate_stdout)
+    try:
+        yield cfg, sub, d
+    finally:
+        sub.close()
+        d.close()
