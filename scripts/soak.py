@@ -38,6 +38,7 @@ import tempfile
 import threading
 import time
 from pathlib import Path
+from typing import Optional
 
 REPO = Path(__file__).resolve().parents[1]
 
@@ -82,38 +83,55 @@ def slope_per_hour(points: list) -> float:
 
 
 class Mosquitto:
-    def __init__(self, workdir: Path, port: int) -> None:
-        self.exe = shutil.which("mosquitto") or "/usr/sbin/mosquitto"
-        self.port = port
-        self.conf = workdir / "mosquitto.conf"
-        self.conf.write_text(f"listener {port} 127.0.0.1\nallow_anonymous true\npersistence false\n")
-        self.log = open(workdir / "mosquitto.log", "ab")
-        self.proc = None
+    """A mosquitto process on one loopback port that can be stopped (killed or terminated) and started again.
 
-    def start(self) -> None:
+    Standard library only, so the soak runs on a bare device; the tests' ``Broker``
+    (tests/mqtt_fixtures.py) is this class with a skip and optional users on top.
+    ``access`` is the config's authentication part (default: anonymous clients allowed).
+    """
+
+    def __init__(self, workdir: Path, port: int, exe: Optional[str] = None,
+                 access: str = "allow_anonymous true\n") -> None:
+        self.exe = exe or shutil.which("mosquitto") or "/usr/sbin/mosquitto"
+        self.port = port
+        self.workdir = Path(workdir)
+        self.workdir.mkdir(parents=True, exist_ok=True)
+        self.conf = self.workdir / "mosquitto.conf"
+        self.conf.write_text(f"listener {port} 127.0.0.1\npersistence false\n" + access)
+        self.log = open(self.workdir / "mosquitto.log", "ab")
+        self.proc: Optional[subprocess.Popen] = None
+
+    def start(self) -> "Mosquitto":
+        """Start and return once it accepts connections (a client connecting earlier would be refused)."""
         self.proc = subprocess.Popen([self.exe, "-c", str(self.conf)], stdout=self.log, stderr=subprocess.STDOUT)
         deadline = time.monotonic() + 10
         while time.monotonic() < deadline:
             try:
                 with socket.create_connection(("127.0.0.1", self.port), timeout=0.2):
-                    return
+                    return self
             except OSError:
                 time.sleep(0.05)
-        raise RuntimeError("mosquitto did not start")
+        raise RuntimeError(f"mosquitto did not listen on {self.port}: {(self.workdir / 'mosquitto.log').read_text()}")
 
-    def stop(self, kill: bool) -> None:
+    def stop(self, kill: bool = False) -> None:
+        """SIGKILL (a crash: clients see a dropped connection) or SIGTERM (a clean stop)."""
         if self.proc is None:
             return
-        if kill:
-            self.proc.kill()
-        else:
-            self.proc.terminate()
-        try:
-            self.proc.wait(5)
-        except subprocess.TimeoutExpired:
-            self.proc.kill()
-            self.proc.wait(5)
+        if self.proc.poll() is None:
+            if kill:
+                self.proc.kill()
+            else:
+                self.proc.terminate()
+            try:
+                self.proc.wait(5)
+            except subprocess.TimeoutExpired:
+                self.proc.kill()
+                self.proc.wait(5)
         self.proc = None
+
+    def close(self) -> None:
+        self.stop()
+        self.log.close()
 
 
 class Counter:

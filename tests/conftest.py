@@ -1,10 +1,11 @@
-"""Shared fixtures: the real models, the committed images, one pipeline per configuration."""
+"""Shared fixtures: the real models, the committed images, one pipeline per configuration, a broker per module."""
 from __future__ import annotations
 
 import os
 import subprocess
 import sys
 import tempfile
+import time
 from pathlib import Path
 
 import cv2
@@ -70,9 +71,33 @@ def make_pipeline(registry):
         e.close()
 
 
+def take_all(grabber, pause: float = 0.0) -> list:
+    """The seq of every frame ``grabber`` hands out until none comes within 5 s (a finite source has
+    ended); ``pause`` after each frame plays a consumer slower than the source."""
+    seqs = []
+    while True:
+        f = grabber.get(timeout=5)
+        if f is None:
+            return seqs
+        seqs.append(f.seq)
+        if pause:
+            time.sleep(pause)
+
+
 @pytest.fixture(scope="session")
 def clip_frames():
     return clip_frames_rgb()
+
+
+@pytest.fixture(scope="module")
+def broker(tmp_path_factory):
+    """One mosquitto per test module, for the modules whose daemons can share it (each under its own
+    device id); a test that stops or restarts its broker makes its own ``mqtt_fixtures.Broker``."""
+    from mqtt_fixtures import Broker
+
+    b = Broker(tmp_path_factory.mktemp("broker")).start()
+    yield b
+    b.close()
 
 
 def run_cli(*args: str, timeout: float = 120.0, **kw) -> subprocess.CompletedProcess:

@@ -14,13 +14,10 @@ import socket
 import sys
 import threading
 import time
-from pathlib import Path
 from typing import List, Optional, Tuple
 
 from mqtt_fixtures import Subscriber, free_port
-
-sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "scripts"))
-from soak import proc_sample  # noqa: E402  (stdlib-only at import)
+from soak import proc_sample  # scripts/ is on sys.path through mqtt_fixtures; stdlib-only at import
 
 
 def proc_status(pid: int) -> dict:

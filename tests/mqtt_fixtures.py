@@ -10,14 +10,14 @@ import json
 import os
 import shutil
 import signal
-import socket
 import subprocess
 import sys
 import threading
 import time
+from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Callable, Dict, List, Optional
+from typing import Callable, Dict, Iterator, List, Optional, Sequence, Tuple
 
 import pytest
 import yaml
@@ -25,11 +25,23 @@ import yaml
 REPO = Path(__file__).resolve().parents[1]
 DATA = REPO / "tests" / "data"
 
+SCRIPTS = str(REPO / "scripts")
+if SCRIPTS not in sys.path:  # also imported outside pytest (scripts/bench_shadow.py)
+    sys.path.insert(0, SCRIPTS)
+from soak import Mosquitto, free_port  # noqa: E402  (stdlib-only at import: one broker runner for both)
 
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
+# Keys Home Assistant's MQTT discovery requires in every config, and per component beyond those:
+# what the pure builders (test_homeassistant.py) and the live daemon's retained configs
+# (test_homeassistant_live.py) are both checked against.
+HA_COMMON_KEYS = {"name", "unique_id", "availability", "device"}
+HA_REQUIRED_KEYS = {
+    "binary_sensor": {"state_topic"},
+    "sensor": {"state_topic"},
+    "select": {"command_topic", "options"},
+    "number": {"command_topic"},
+    "switch": {"command_topic"},
+    "image": {"image_topic"},
+}
 
 
 def mosquitto_binary() -> str:
@@ -51,59 +63,29 @@ def wait_until(pred: Callable[[], object], timeout: float, interval: float = 0.0
         time.sleep(interval)
 
 
-class Broker:
-    """A mosquitto process on a fixed port that can be stopped and started again."""
+class Broker(Mosquitto):
+    """scripts/soak.py's mosquitto runner, on a free port unless one is given, skipping the test where
+    mosquitto is not installed; ``users`` turns on real password checking."""
 
     def __init__(self, workdir: Path, port: Optional[int] = None, users: Optional[Dict[str, str]] = None) -> None:
-        self.exe = mosquitto_binary()
-        self.port = port or free_port()
-        self.workdir = Path(workdir)
-        self.workdir.mkdir(parents=True, exist_ok=True)
-        self.conf = self.workdir / "mosquitto.conf"
-        conf = f"listener {self.port} 127.0.0.1\npersistence false\n"
-        if users:  # real password checking, through mosquitto's own password file
-            pw = self.workdir / "passwd"
-            pw.write_text("")
-            tool = shutil.which("mosquitto_passwd") or "/usr/bin/mosquitto_passwd"
-            for user, password in users.items():
-                subprocess.run([tool, "-b", str(pw), user, password], check=True, capture_output=True)
-            pw.chmod(0o600)
-            conf += f"allow_anonymous false\npassword_file {pw}\n"
-            if os.geteuid() == 0:  # started as root mosquitto drops to its own user, which cannot read tmp_path
-                conf += "user root\n"
-        else:
-            conf += "allow_anonymous true\n"
-        self.conf.write_text(conf)
-        self.proc: Optional[subprocess.Popen] = None
-        self.log = open(self.workdir / "mosquitto.log", "ab")
+        workdir = Path(workdir)
+        workdir.mkdir(parents=True, exist_ok=True)
+        access = password_access(workdir, users) if users else "allow_anonymous true\n"
+        super().__init__(workdir, port or free_port(), exe=mosquitto_binary(), access=access)
 
-    def start(self) -> "Broker":
-        self.proc = subprocess.Popen([self.exe, "-c", str(self.conf)], stdout=self.log, stderr=subprocess.STDOUT)
 
-        def accepting() -> bool:
-            try:
-                with socket.create_connection(("127.0.0.1", self.port), timeout=0.2):
-                    return True
-            except OSError:
-                return False
-
-        if not wait_until(accepting, 10):
-            raise RuntimeError(f"mosquitto did not listen on {self.port}: {(self.workdir / 'mosquitto.log').read_text()}")
-        return self
-
-    def stop(self) -> None:
-        if self.proc and self.proc.poll() is None:
-            self.proc.terminate()
-            try:
-                self.proc.wait(5)
-            except subprocess.TimeoutExpired:
-                self.proc.kill()
-                self.proc.wait(5)
-        self.proc = None
-
-    def close(self) -> None:
-        self.stop()
-        self.log.close()
+def password_access(workdir: Path, users: Dict[str, str]) -> str:
+    """mosquitto's own password file for ``users`` and the config lines that require it."""
+    pw = workdir / "passwd"
+    pw.write_text("")
+    tool = shutil.which("mosquitto_passwd") or "/usr/bin/mosquitto_passwd"
+    for user, password in users.items():
+        subprocess.run([tool, "-b", str(pw), user, password], check=True, capture_output=True)
+    pw.chmod(0o600)
+    conf = f"allow_anonymous false\npassword_file {pw}\n"
+    if os.geteuid() == 0:  # started as root mosquitto drops to its own user, which cannot read tmp_path
+        conf += "user root\n"
+    return conf
 
 
 @dataclass
@@ -236,3 +218,18 @@ class DaemonProcess:
                 self.proc.wait(5)
         self._log.close()
         self._out.close()
+
+
+@contextmanager
+def watched_daemon(broker: Broker, tmp: Path, device_id: str, args: Sequence[str] = (),
+                   separate_stdout: bool = False, **sections) -> Iterator[Tuple[Path, Subscriber, DaemonProcess]]:
+    """The usual real-process test's start and end: a ``daemon_config`` for ``device_id`` on ``broker``, a
+    subscriber on all of that device's topics, the daemon (with ``args``); both closed however the test ends."""
+    cfg = daemon_config(tmp, broker.port, device_id, **sections)
+    sub = Subscriber(broker.port, f"edge_holistic/{device_id}/#")
+    d = DaemonProcess(cfg, *args, separate_stdout=separate_stdout)
+    try:
+        yield cfg, sub, d
+    finally:
+        sub.close()
+        d.close()

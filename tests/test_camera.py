@@ -8,6 +8,7 @@ import cv2
 import numpy as np
 import pytest
 
+from conftest import take_all
 from edge_holistic.camera import (EndOfStream, FileSource, FrameGrabber, ImageFolderSource, Picamera2Source,
                                   SourceError, V4l2Source, infer_source, make_source)
 from edge_holistic.camera.sources import GstreamerSource
@@ -137,14 +138,7 @@ def test_grabber_lossless_when_not_realtime(tmp_path):
     g = FrameGrabber(make_source(SourceConfig(type="file", path=str(clip), loop=False, realtime=False)),
                      stall_timeout=5).start()
     try:
-        seqs = []
-        while True:
-            f = g.get(timeout=5)
-            if f is None:
-                break
-            seqs.append(f.seq)
-            time.sleep(0.05)
-        assert seqs == [1, 2, 3, 4, 5]
+        assert take_all(g, pause=0.05) == [1, 2, 3, 4, 5]
         assert g.ended.is_set() and g.counters.dropped == 0
     finally:
         g.stop()

@@ -1,4 +1,4 @@
-"""The `edge-holistic analyze` and `models` verbs, run as real subprocesses."""
+"""The `edge-holistic` verbs: `analyze` and `models` run as real subprocesses, the shared flags in-process."""
 from __future__ import annotations
 
 import json
@@ -72,3 +72,23 @@ def test_models_list_and_verify():
     assert all(r["state"] == "ok" for r in rows)
     v = run_cli("models", "verify")
     assert v.returncode == 0 and "0 failed" in v.stdout
+
+
+def test_run_and_ha_remove_read_the_same_config_and_connection_flags(tmp_path, monkeypatch):
+    """ha-remove must reach the broker and device the daemon uses: same flags, same key paths, same file."""
+    from edge_holistic.cli import build_parser
+    from edge_holistic.config.flags import connection_overrides, default_config_path
+    from edge_holistic.daemon import cli_overrides
+
+    flags = ["--mqtt-host", "broker.lan", "--mqtt-port", "8883", "--device-id", "cam9"]
+    want = {"mqtt.host": ("broker.lan", "--mqtt-host"), "mqtt.port": (8883, "--mqtt-port"),
+            "device_id": ("cam9", "--device-id")}
+    parser = build_parser()
+    assert cli_overrides(parser.parse_args(["run", *flags])) == want
+    assert connection_overrides(parser.parse_args(["ha-remove", *flags])) == want
+    assert connection_overrides(parser.parse_args(["ha-remove"])) == {}
+    monkeypatch.chdir(tmp_path)
+    monkeypatch.delenv("EDGE_HOLISTIC_CONFIG", raising=False)
+    assert default_config_path() in ("/etc/edge-holistic/config.yaml", "config.yaml")
+    monkeypatch.setenv("EDGE_HOLISTIC_CONFIG", str(tmp_path / "mine.yaml"))
+    assert default_config_path() == str(tmp_path / "mine.yaml")

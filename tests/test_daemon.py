@@ -14,32 +14,20 @@ import pytest
 
 from edge_holistic.message import load_schema
 from edge_holistic.publish import CMD_MAX_BYTES, CommandError, parse_command
-from mqtt_fixtures import (DATA, Broker, DaemonProcess, Subscriber, daemon_config, free_port,
-                           wait_until)
+from mqtt_fixtures import (DATA, Broker, DaemonProcess, Subscriber, daemon_config, free_port, wait_until,
+                           watched_daemon)
 
 
 PREFIX = "edge_holistic"
 
 
 @pytest.fixture(scope="module")
-def broker(tmp_path_factory):
-    b = Broker(tmp_path_factory.mktemp("broker")).start()
-    yield b
-    b.close()
-
-
-@pytest.fixture(scope="module")
 def running(broker, tmp_path_factory):
     """One daemon on the sample clip shared by the read-mostly tests."""
-    tmp = tmp_path_factory.mktemp("daemon")
-    cfg = daemon_config(tmp, broker.port, "shared")
-    sub = Subscriber(broker.port, f"{PREFIX}/shared/#")
-    d = DaemonProcess(cfg)
-    first = sub.wait_for("landmarks", timeout=60)
-    assert first is not None, "no landmarks message within 60 s:\n" + d.log()
-    yield d, sub, broker
-    sub.close()
-    d.close()
+    with watched_daemon(broker, tmp_path_factory.mktemp("daemon"), "shared") as (_, sub, d):
+        first = sub.wait_for("landmarks", timeout=60)
+        assert first is not None, "no landmarks message within 60 s:\n" + d.log()
+        yield d, sub, broker
 
 
 def test_messages_arrive_and_validate_against_schema(running):
@@ -141,10 +129,7 @@ def test_malformed_cmd_gets_error_and_stream_continues(running, payload, needle)
 
 
 def test_kill_9_publishes_lwt_offline(broker, tmp_path):
-    cfg = daemon_config(tmp_path, broker.port, "lwt")
-    sub = Subscriber(broker.port, f"{PREFIX}/lwt/#")
-    d = DaemonProcess(cfg)
-    try:
+    with watched_daemon(broker, tmp_path, "lwt") as (_, sub, d):
         assert sub.wait_for("available", lambda m: m.text == "online", timeout=60), d.log()
         t0 = time.monotonic()
         d.signal(signal.SIGKILL)
@@ -152,9 +137,6 @@ def test_kill_9_publishes_lwt_offline(broker, tmp_path):
         # The broker notices the dropped TCP connection at once and sends the retained will.
         got = sub.wait_for("available", lambda m: m.text == "offline", timeout=20, since=t0)
         assert got is not None
-    finally:
-        sub.close()
-        d.close()
     late = Subscriber(broker.port, f"{PREFIX}/lwt/available")
     try:
         got = late.wait_for("available", timeout=10)
@@ -164,10 +146,7 @@ def test_kill_9_publishes_lwt_offline(broker, tmp_path):
 
 
 def test_sigterm_publishes_stopped_and_exits_0(broker, tmp_path):
-    cfg = daemon_config(tmp_path, broker.port, "term")
-    sub = Subscriber(broker.port, f"{PREFIX}/term/#")
-    d = DaemonProcess(cfg)
-    try:
+    with watched_daemon(broker, tmp_path, "term") as (_, sub, d):
         assert sub.wait_for("landmarks", timeout=60), d.log()
         t0 = time.monotonic()
         d.signal(signal.SIGTERM)
@@ -176,9 +155,6 @@ def test_sigterm_publishes_stopped_and_exits_0(broker, tmp_path):
         assert sub.wait_for("available", lambda m: m.text == "stopped", timeout=5, since=t0), d.log()
         assert not sub.of("available", since=t0) or all(m.text != "offline" for m in sub.of("available", since=t0))
         assert "SIGTERM: stopping" in d.log()
-    finally:
-        sub.close()
-        d.close()
 
 
 def test_broker_down_at_start_then_restarted(tmp_path):
@@ -225,12 +201,8 @@ def _write_images(folder: Path, n: int = 2) -> None:
 def test_stalled_source_is_reopened_and_counted(broker, tmp_path):
     images = tmp_path / "drop"
     _write_images(images)
-    cfg = daemon_config(tmp_path, broker.port, "stall",
-                        source={"type": "images", "path": str(images), "fps": 10},
-                        health={"stall_timeout": 1, "unhealthy_after": 30, "stats_interval": 1})
-    sub = Subscriber(broker.port, f"{PREFIX}/stall/#")
-    d = DaemonProcess(cfg)
-    try:
+    with watched_daemon(broker, tmp_path, "stall", source={"type": "images", "path": str(images), "fps": 10},
+                        health={"stall_timeout": 1, "unhealthy_after": 30, "stats_interval": 1}) as (_, sub, d):
         assert sub.wait_for("landmarks", timeout=60), d.log()
         for f in images.iterdir():
             f.unlink()
@@ -240,9 +212,6 @@ def test_stalled_source_is_reopened_and_counted(broker, tmp_path):
         _write_images(images)  # frames come back after a reopen
         t0 = time.monotonic()
         assert sub.wait_for("landmarks", timeout=20, since=t0), d.log()
-    finally:
-        sub.close()
-        d.close()
 
 
 def test_systemd_notify_ready_status_watchdog(tmp_path):
@@ -322,10 +291,7 @@ def test_bad_config_exits_2_with_key_path(tmp_path):
 
 
 def test_sighup_reload_applies_valid_and_rejects_invalid(broker, tmp_path):
-    cfg = daemon_config(tmp_path, broker.port, "hup")
-    sub = Subscriber(broker.port, f"{PREFIX}/hup/#")
-    d = DaemonProcess(cfg)
-    try:
+    with watched_daemon(broker, tmp_path, "hup") as (cfg, sub, d):
         assert sub.wait_for("landmarks", timeout=60), d.log()
         text = cfg.read_text()
         cfg.write_text(text.replace("max_fps: 8", "max_fps: 4"))
@@ -341,18 +307,11 @@ def test_sighup_reload_applies_valid_and_rejects_invalid(broker, tmp_path):
         assert st.json()["max_fps"] == 4.0
         assert sub.wait_for("landmarks", timeout=15, since=time.monotonic()), d.log()
         assert d.proc.poll() is None
-    finally:
-        sub.close()
-        d.close()
 
 
 def test_memory_soft_limit_sheds_load_and_says_so(broker, tmp_path):
-    cfg = daemon_config(tmp_path, broker.port, "shed",
-                        pipeline={"pose_model": "full"},
-                        health={"memory_soft_mb": 40, "memory_check_interval": 0.5, "shed_max_fps": 3})
-    sub = Subscriber(broker.port, f"{PREFIX}/shed/#")
-    d = DaemonProcess(cfg)
-    try:
+    with watched_daemon(broker, tmp_path, "shed", pipeline={"pose_model": "full"},
+                        health={"memory_soft_mb": 40, "memory_check_interval": 0.5, "shed_max_fps": 3}) as (_, sub, d):
         st = sub.wait_for("status", lambda m: m.json()["shed_load"]["active"], timeout=60)
         assert st is not None, d.log()
         doc = st.json()
@@ -363,9 +322,6 @@ def test_memory_soft_limit_sheds_load_and_says_so(broker, tmp_path):
                            timeout=20, since=t0)
         assert got is not None, d.log()
         assert "shedding load" in d.log()
-    finally:
-        sub.close()
-        d.close()
 
 
 def test_memory_hard_limit_exits_nonzero(tmp_path):
@@ -408,37 +364,24 @@ def test_cmd_switches_task_to_holistic_and_pause_resume(running):
 
 
 def test_once_processes_every_frame_of_the_file_then_exits_0(broker, tmp_path):
-    cfg = daemon_config(tmp_path, broker.port, "once",
-                        source={"type": "file", "path": str(DATA / "clip.avi"), "realtime": False},
-                        pipeline={"max_fps": 0})
-    sub = Subscriber(broker.port, f"{PREFIX}/once/#")
-    d = DaemonProcess(cfg, "--once")
-    try:
+    with watched_daemon(broker, tmp_path, "once", args=["--once"], pipeline={"max_fps": 0},
+                        source={"type": "file", "path": str(DATA / "clip.avi"), "realtime": False}) as (_, sub, d):
         assert d.wait(120) == 0, d.log()
         assert sub.wait_for("available", lambda m: m.text == "stopped", timeout=10)
         seqs = [m.json()["frame"]["seq"] for m in sub.of("landmarks")]
         assert seqs == list(range(1, 101)), seqs  # the clip has 100 frames; lossless: none dropped
         assert "end of stream" in d.log()
-    finally:
-        sub.close()
-        d.close()
 
 
 def test_only_with_person_and_max_rate(broker, tmp_path):
-    cfg = daemon_config(tmp_path, broker.port, "filt", mqtt={"only_with_person": True, "max_rate": 2},
-                        pipeline={"max_fps": 10})
-    sub = Subscriber(broker.port, f"{PREFIX}/filt/#")
-    d = DaemonProcess(cfg)
-    try:
+    with watched_daemon(broker, tmp_path, "filt", mqtt={"only_with_person": True, "max_rate": 2},
+                        pipeline={"max_fps": 10}) as (_, sub, d):
         st = sub.wait_for("stats", lambda m: m.json()["mqtt"]["rate_skipped"] > 0
                           and m.json()["frames"]["processed_total"] > 20, timeout=60)
         assert st is not None, d.log()
         msgs = [m.json() for m in sub.of("landmarks")]
         assert msgs and all(m["pose"] is not None for m in msgs)
         assert len(msgs) < st.json()["frames"]["processed_total"]
-    finally:
-        sub.close()
-        d.close()
 
 
 # ---- the command protocol and the MQTT session's bounded queue, in-process ------------------

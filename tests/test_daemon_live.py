@@ -6,20 +6,12 @@ import json
 import time
 
 import jsonschema
-import pytest
 
 from edge_holistic.message import load_schema
-from mqtt_fixtures import DATA, Broker, DaemonProcess, Subscriber, daemon_config, wait_until
+from mqtt_fixtures import DATA, DaemonProcess, daemon_config, wait_until, watched_daemon
 
 PREFIX = "edge_holistic"
 CLIP_FRAMES = 100
-
-
-@pytest.fixture(scope="module")
-def broker(tmp_path_factory):
-    b = Broker(tmp_path_factory.mktemp("broker")).start()
-    yield b
-    b.close()
 
 
 def test_once_stdout_publishes_every_frame_in_order_with_capture_to_publish_latency(tmp_path):
@@ -46,12 +38,9 @@ def test_once_stdout_publishes_every_frame_in_order_with_capture_to_publish_late
 
 
 def test_model_switch_mid_stream_every_message_names_its_models(broker, tmp_path):
-    cfg = daemon_config(tmp_path, broker.port, "switch",
+    with watched_daemon(broker, tmp_path, "switch", args=["--once"],
                         source={"type": "file", "path": str(DATA / "clip.avi"), "realtime": False},
-                        pipeline={"max_fps": 12})  # paced, lossless: ~8 s for the clip
-    sub = Subscriber(broker.port, f"{PREFIX}/switch/#")
-    d = DaemonProcess(cfg, "--once")
-    try:
+                        pipeline={"max_fps": 12}) as (_, sub, d):  # paced, lossless: ~8 s for the clip
         assert wait_until(lambda: len(sub.of("landmarks")) >= 15, 60), d.log()
         t0 = time.monotonic()
         sub.publish(f"{PREFIX}/switch/cmd", json.dumps({"id": "mid", "cmd": "set", "pose_model": "full"}))
@@ -69,6 +58,3 @@ def test_model_switch_mid_stream_every_message_names_its_models(broker, tmp_path
         status = sub.wait_for("status", lambda m: m.json()["models"].get("pose", "").startswith(
             "pose_landmark_full"), timeout=5, since=t0)
         assert status is not None  # status says so once the new model computed a frame
-    finally:
-        sub.close()
-        d.close()

@@ -13,7 +13,7 @@ import pytest
 from edge_holistic.publish import CommandError, parse_command
 from edge_holistic.publish.commands import MAX_DEPTH, _max_depth
 from fault_helpers import latest_stats, wait_stats
-from mqtt_fixtures import Broker, DaemonProcess, Subscriber, daemon_config
+from mqtt_fixtures import DaemonProcess, Subscriber, daemon_config
 
 PREFIX = "edge_holistic"
 
@@ -102,13 +102,6 @@ def test_depth_is_measured_without_recursion():
     assert _max_depth("[" * 100_000, MAX_DEPTH) == MAX_DEPTH + 1
     assert _max_depth('["[[[[[[[[[[[[[", {"a": "}}}}"}]', MAX_DEPTH) == 2
     assert _max_depth('["\\"[[[[[[[[[[[[["]', MAX_DEPTH) == 1
-
-
-@pytest.fixture(scope="module")
-def broker(tmp_path_factory):
-    b = Broker(tmp_path_factory.mktemp("broker")).start()
-    yield b
-    b.close()
 
 
 def test_command_fuzz_daemon_lives_and_answers(broker, tmp_path):

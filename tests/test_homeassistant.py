@@ -14,16 +14,7 @@ import pytest
 from edge_holistic import __version__
 from edge_holistic.config import load_config
 from edge_holistic.publish import homeassistant as ha
-
-# Keys Home Assistant's MQTT platforms require (beyond the common ones), per component.
-REQUIRED = {
-    "binary_sensor": {"state_topic"},
-    "sensor": {"state_topic"},
-    "select": {"command_topic", "options"},
-    "number": {"command_topic"},
-    "switch": {"command_topic"},
-    "image": {"image_topic"},
-}
+from mqtt_fixtures import HA_COMMON_KEYS, HA_REQUIRED_KEYS
 
 VARIANTS = {"pose_model": ["full", "lite"], "task": ["pose", "holistic"], "precision": ["float", "int8"]}
 STATUS = {"pose_model": "full", "task": "pose", "precision": "float", "max_fps": 15.0, "state": "running"}
@@ -92,7 +83,7 @@ def test_every_entity_has_its_required_keys_and_a_stable_unique_id():
     for topic, conf in c.items():
         prefix, component, node, object_id, last = topic.split("/")
         assert (prefix, node, last) == ("homeassistant", "cam_0", "config")
-        assert REQUIRED[component] <= set(conf), topic
+        assert HA_COMMON_KEYS | HA_REQUIRED_KEYS[component] <= set(conf), topic
         assert conf["unique_id"] == f"edge_holistic_cam_0_{object_id}"
         assert conf["device"]["identifiers"] == ["edge_holistic_cam_0"]
         assert conf["availability"] == AVAILABILITY

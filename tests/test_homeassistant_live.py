@@ -16,24 +16,8 @@ import time
 import numpy as np
 import pytest
 
-from mqtt_fixtures import REPO, Broker, DaemonProcess, Subscriber, daemon_config, wait_until
-
-REQUIRED = {
-    "binary_sensor": {"state_topic"},
-    "sensor": {"state_topic"},
-    "select": {"command_topic", "options"},
-    "number": {"command_topic"},
-    "switch": {"command_topic"},
-    "image": {"image_topic"},
-}
-COMMON = {"name", "unique_id", "availability", "device"}
-
-
-@pytest.fixture(scope="module")
-def broker(tmp_path_factory):
-    b = Broker(tmp_path_factory.mktemp("ha-broker")).start()
-    yield b
-    b.close()
+from mqtt_fixtures import (HA_COMMON_KEYS, HA_REQUIRED_KEYS, REPO, DaemonProcess, Subscriber, daemon_config,
+                           wait_until)
 
 
 def retained_configs(port: int, device: str, settle: float = 1.0) -> dict:
@@ -51,7 +35,7 @@ def check_configs(configs: dict, device: str, snapshot: bool) -> dict:
     for topic, payload in configs.items():
         _, component, node, object_id, _ = topic.split("/")
         conf = json.loads(payload)
-        assert COMMON | REQUIRED[component] <= set(conf), (topic, sorted(conf))
+        assert HA_COMMON_KEYS | HA_REQUIRED_KEYS[component] <= set(conf), (topic, sorted(conf))
         assert conf["availability"][0]["topic"] == f"edge_holistic/{device}/available"
         assert conf["device"]["identifiers"] == [f"edge_holistic_{device}"]
         ids[topic] = conf["unique_id"]

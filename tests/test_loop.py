@@ -9,6 +9,7 @@ import time
 import numpy as np
 import pytest
 
+from conftest import take_all
 from edge_holistic.camera import FrameGrabber, make_source
 from edge_holistic.camera.grabber import LOSSLESS_AHEAD, Frame
 from edge_holistic.config import SourceConfig
@@ -107,13 +108,7 @@ def test_a_lossless_file_is_decoded_ahead_but_never_dropped():
             time.sleep(0.01)
         time.sleep(0.2)
         assert g.waiting == LOSSLESS_AHEAD  # decoded ahead, then waits: bounded
-        seqs = []
-        while True:
-            f = g.get(timeout=5)
-            if f is None:
-                break
-            seqs.append(f.seq)
-        assert seqs == list(range(1, 101)) and g.counters.dropped == 0 and g.ended.is_set()
+        assert take_all(g) == list(range(1, 101)) and g.counters.dropped == 0 and g.ended.is_set()
     finally:
         g.stop()
 

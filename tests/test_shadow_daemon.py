@@ -14,31 +14,21 @@ import pytest
 
 from conftest import run_cli
 from edge_holistic.pipeline.agreement import load_schema
-from mqtt_fixtures import DATA, Broker, DaemonProcess, Subscriber, daemon_config, wait_until
+from mqtt_fixtures import DATA, Subscriber, wait_until, watched_daemon
 
 PREFIX = "edge_holistic"
 CLIP_FRAMES = 100
 
 
-@pytest.fixture(scope="module")
-def broker(tmp_path_factory):
-    b = Broker(tmp_path_factory.mktemp("broker")).start()
-    yield b
-    b.close()
-
-
 def test_identical_shadow_leaves_the_stream_alone_and_agrees(broker, tmp_path):
     """Every frame published once, in order, while an identical candidate runs on every frame;
     its numbers (distance 0, full agreement) in stats.shadow and on the retained topic."""
-    cfg = daemon_config(tmp_path, broker.port, "shd",
+    with watched_daemon(broker, tmp_path, "shd", args=["--once", "--stdout"], separate_stdout=True,
                         source={"type": "file", "path": str(DATA / "clip.avi"), "realtime": False},
                         # paced so the candidate keeps up: a dropped frame would be a gap in its tracking
                         pipeline={"max_fps": 5, "shadow": {"enabled": True, "pose_model": "lite",
                                                             "precision": "float", "every": 1,
-                                                            "max_cpu_percent": 0}})
-    sub = Subscriber(broker.port, f"{PREFIX}/shd/#")
-    d = DaemonProcess(cfg, "--once", "--stdout", separate_stdout=True)
-    try:
+                                                            "max_cpu_percent": 0}}) as (_, sub, d):
         assert d.wait(180) == 0, d.log()
         assert sub.wait_for("available", lambda m: m.text == "stopped", timeout=10)
         # The stdout sink is lossless (MQTT QoS 0 drops, counted, while not yet connected).
@@ -65,28 +55,22 @@ def test_identical_shadow_leaves_the_stream_alone_and_agrees(broker, tmp_path):
         finally:
             retained.close()
         assert "Traceback" not in d.log()
-    finally:
-        sub.close()
-        d.close()
 
 
 def test_promote_twice_returns_to_the_start_and_bad_settings_are_refused(broker, tmp_path):
-    cfg = daemon_config(tmp_path, broker.port, "promo",
+    with watched_daemon(broker, tmp_path, "promo", args=["--once", "--stdout"], separate_stdout=True,
                         source={"type": "file", "path": str(DATA / "clip.avi"), "realtime": False},
                         pipeline={"max_fps": 10, "shadow": {"enabled": True, "pose_model": "full",
                                                             "precision": "float", "every": 2,
-                                                            "max_cpu_percent": 0}})
-    sub = Subscriber(broker.port, f"{PREFIX}/promo/#")
-    d = DaemonProcess(cfg, "--once", "--stdout", separate_stdout=True)
+                                                            "max_cpu_percent": 0}}) as (_, sub, d):
 
-    def command(ident: str, doc: dict) -> dict:
-        t0 = time.monotonic()
-        sub.publish(f"{PREFIX}/promo/cmd", json.dumps({"id": ident, **doc}))
-        res = sub.wait_for("cmd/result", lambda m: m.json().get("id") == ident, timeout=20, since=t0)
-        assert res is not None, d.log()
-        return res.json()
+        def command(ident: str, doc: dict) -> dict:
+            t0 = time.monotonic()
+            sub.publish(f"{PREFIX}/promo/cmd", json.dumps({"id": ident, **doc}))
+            res = sub.wait_for("cmd/result", lambda m: m.json().get("id") == ident, timeout=20, since=t0)
+            assert res is not None, d.log()
+            return res.json()
 
-    try:
         assert wait_until(lambda: len(sub.of("landmarks")) >= 5, 60), d.log()
         for bad, key in (({"every": 0}, "shadow.every"), ({"pose_model": "tiny"}, "shadow.pose_model"),
                          ({"max_cpu_percent": 500}, "shadow.max_cpu_percent"), ({"colour": 1}, "shadow.colour"),
@@ -115,9 +99,6 @@ def test_promote_twice_returns_to_the_start_and_bad_settings_are_refused(broker,
         assert runs == ["pose_landmark_lite", "pose_landmark_full", "pose_landmark_lite"], runs
         assert names[-1] == "pose_landmark_lite"
         assert "Traceback" not in d.log()
-    finally:
-        sub.close()
-        d.close()
 
 
 @pytest.mark.parametrize("text,key", [

@@ -168,12 +168,24 @@ class FrameGrabber:
         self._stall_from = time.monotonic()
         return True
 
-    def _close_for_reopen(self) -> None:
+    def _wait(self, backoff: float) -> Optional[float]:
+        """Sleep ``backoff``; the next, doubled and capped, or None when stopping (one schedule for every retry)."""
+        if not self._sleep(backoff):
+            return None
+        return min(backoff * 2, BACKOFF_MAX)
+
+    def _reopen_after(self, event: str, detail: str, backoff: float) -> Optional[float]:
+        """A read error and a stall are recovered alike: say so, close, wait; the caller opens again.
+
+        Returns the next backoff, or None when stopping.
+        """
+        self._on_event(event, detail)
         self.state = "reopening"
         try:
             self.source.close()
         except Exception as e:  # noqa: BLE001 - closing a failed device may fail too
             log.debug("closing %s failed: %s", self.source.description, e)
+        return self._wait(backoff)
 
     def _run(self) -> None:
         try:
@@ -203,9 +215,10 @@ class FrameGrabber:
                 opened = self._open(first, backoff)
                 first = False
                 if not opened:
-                    if not self._sleep(backoff):
+                    wait = self._wait(backoff)
+                    if wait is None:
                         break
-                    backoff = min(backoff * 2, BACKOFF_MAX)
+                    backoff = wait
                     continue
             try:
                 rgb = self.source.read()
@@ -220,12 +233,11 @@ class FrameGrabber:
                 self.counters.errors += 1
                 self.last_error = f"{e}"
                 log.warning("%s failed: %s; reopening in %.1f s", self.source.description, e, backoff)
-                self._on_event("error", str(e))
-                self._close_for_reopen()
                 opened = False
-                if not self._sleep(backoff):
+                wait = self._reopen_after("error", str(e), backoff)
+                if wait is None:
                     break
-                backoff = min(backoff * 2, BACKOFF_MAX)
+                backoff = wait
                 continue
             now = time.monotonic()
             if rgb is None:
@@ -241,12 +253,11 @@ class FrameGrabber:
                     self.last_error = f"no frame for {now - self._last_frame_t:.1f} s"
                     log.warning("%s: no frame for %.1f s (stall #%d); reopening in %.1f s",
                                 self.source.description, now - self._last_frame_t, self.counters.stalls, backoff)
-                    self._on_event("stall", self.last_error)
-                    self._close_for_reopen()
                     opened = False
-                    if not self._sleep(backoff):
+                    wait = self._reopen_after("stall", self.last_error, backoff)
+                    if wait is None:
                         break
-                    backoff = min(backoff * 2, BACKOFF_MAX)
+                    backoff = wait
                 continue
             backoff = BACKOFF_MIN
             bad_run = 0

@@ -20,6 +20,7 @@ import threading
 import time
 from typing import Any, Dict, Optional
 
+from ..config.flags import add_connection_arguments, connection_overrides, default_config_path
 from ..health.system import CpuMeter
 from .control import Builder, Control, Parts
 from .loop import FrameLoop, Publisher
@@ -28,7 +29,6 @@ from .metrics import Metrics, engine_counts, stats_document, status_document, st
 EXIT_OK = 0
 EXIT_CONFIG = 2
 EXIT_MEMORY = 3
-DEFAULT_CONFIG_PATHS = ("/etc/edge-holistic/config.yaml", "config.yaml")
 STOP_FLUSH_SECONDS = 3.0
 ENDED_FLUSH_SECONDS = 120.0  # a finite source's last frames in flight (lossless)
 
@@ -42,9 +42,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--source", metavar="S",
                         help="override the source: device index or /dev/videoN, video file, image folder, "
                              "'picamera2[:N]', or a GStreamer pipeline (contains '!')")
-    parser.add_argument("--mqtt-host", metavar="H", help="override mqtt.host")
-    parser.add_argument("--mqtt-port", metavar="P", type=int, help="override mqtt.port")
-    parser.add_argument("--device-id", metavar="ID", help="override device_id")
+    add_connection_arguments(parser)
     parser.add_argument("--once", action="store_true",
                         help="file/images source: stop at the end instead of looping, then exit 0")
     parser.add_argument("--stdout", action="store_true",
@@ -52,19 +50,6 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--log-level", choices=("debug", "info", "warning", "error"), help="override log_level")
     parser.add_argument("--http-host", metavar="H", help="override http.host (the web page's address)")
     parser.add_argument("--http-port", metavar="P", type=int, help="override http.port")
-
-
-def default_config_path() -> str:
-    env = os.environ.get("EDGE_HOLISTIC_CONFIG")
-    if env:
-        return env
-    for p in DEFAULT_CONFIG_PATHS:
-        try:
-            if os.path.isfile(p):
-                return p
-        except OSError:
-            continue
-    return DEFAULT_CONFIG_PATHS[-1]
 
 
 def cli_overrides(args: argparse.Namespace) -> Dict[str, Any]:
@@ -75,12 +60,7 @@ def cli_overrides(args: argparse.Namespace) -> Dict[str, Any]:
     if args.source:
         for key, value in infer_source(args.source).items():
             out[f"source.{key}"] = (value, "--source")
-    if args.mqtt_host:
-        out["mqtt.host"] = (args.mqtt_host, "--mqtt-host")
-    if args.mqtt_port is not None:
-        out["mqtt.port"] = (args.mqtt_port, "--mqtt-port")
-    if args.device_id:
-        out["device_id"] = (args.device_id, "--device-id")
+    out.update(connection_overrides(args))
     if args.once:
         out["source.loop"] = (False, "--once")
     if args.log_level:

@@ -460,23 +460,11 @@ def attach(cfg: Any, session: Any, view: Any) -> Optional[HomeAssistant]:
 
 # -- ``edge-holistic ha-remove`` -----------------------------------------------------------------
 def add_arguments(parser: argparse.ArgumentParser) -> None:
+    from ..config.flags import add_connection_arguments
+
     parser.add_argument("--config", metavar="FILE", help="config file (default: as for 'run')")
-    parser.add_argument("--mqtt-host", metavar="H", help="override mqtt.host")
-    parser.add_argument("--mqtt-port", metavar="P", type=int, help="override mqtt.port")
-    parser.add_argument("--device-id", metavar="ID", help="override device_id")
+    add_connection_arguments(parser)
     parser.add_argument("--timeout", type=float, default=10.0, help="seconds to wait for the broker (default 10)")
-
-
-def _default_config_path() -> str:
-    import os
-
-    env = os.environ.get("EDGE_HOLISTIC_CONFIG")
-    if env:
-        return env
-    for p in ("/etc/edge-holistic/config.yaml", "config.yaml"):
-        if os.path.isfile(p):
-            return p
-    return "config.yaml"
 
 
 def remove(cfg: Any, timeout: float = 10.0) -> int:
@@ -535,17 +523,11 @@ def remove(cfg: Any, timeout: float = 10.0) -> int:
 
 def main(args: argparse.Namespace) -> int:
     from ..config import ConfigError, load_config
+    from ..config.flags import connection_overrides, default_config_path
 
-    path = args.config or _default_config_path()
-    overrides: Dict[str, Any] = {}
-    if args.mqtt_host:
-        overrides["mqtt.host"] = (args.mqtt_host, "--mqtt-host")
-    if args.mqtt_port is not None:
-        overrides["mqtt.port"] = (args.mqtt_port, "--mqtt-port")
-    if args.device_id:
-        overrides["device_id"] = (args.device_id, "--device-id")
+    path = args.config or default_config_path()
     try:
-        cfg = load_config(path, overrides=overrides, models=False)  # no model is loaded here
+        cfg = load_config(path, overrides=connection_overrides(args), models=False)  # no model is loaded here
     except ConfigError as e:
         print(f"edge-holistic ha-remove: invalid config {path}:", file=sys.stderr)
         for issue in e.issues:
