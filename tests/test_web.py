@@ -222,6 +222,32 @@ def test_sighup_moves_the_page_to_its_new_port_and_token(tmp_path):
         d.close()
 
 
+def test_upload_refused_while_memory_is_shed_and_the_daemon_runs_on(tmp_path):
+    """An upload must not load a model set (~100 MB for holistic) while the daemon is already
+    above its memory soft limit: that could carry it past the hard limit, which ends the process.
+    503 + Retry-After naming memory; the daemon keeps publishing; a lower-memory state is not
+    needed for this (soft limit 1 MB: always shedding)."""
+    broker = Broker(tmp_path / "broker").start()
+    port = free_port()
+    cfg = daemon_config(tmp_path, broker.port, "webmem",
+                        http={"enabled": True, "host": "127.0.0.1", "port": port},
+                        health={"memory_soft_mb": 1, "memory_check_interval": 0.5})
+    sub = Subscriber(broker.port, f"{PREFIX}/webmem/#")
+    d = DaemonProcess(cfg)
+    try:
+        assert wait_until(lambda: _up(port) and "shedding load" in d.log(), 60), d.log()
+        web = Web(port, token="")
+        photo = (DATA / "images" / "COCO_val2014_000000000241.jpg").read_bytes()
+        status, headers, body = web.analyze(photo, query="task=holistic")
+        assert status == 503, (status, body[:300])
+        assert "memory" in json.loads(body)["error"] and int(headers["Retry-After"]) >= 1, body
+        assert still_publishing(d, sub), d.log()
+    finally:
+        sub.close()
+        d.close()
+        broker.close()
+
+
 def test_controls_refuse_without_token_and_apply_with_it(daemon):
     d, web, sub = daemon
     cmd = json.dumps({"cmd": "set", "max_fps": 6}).encode()

@@ -229,6 +229,9 @@ class _StubView:
     def add_frame_tap(self, fn):
         return lambda: None
 
+    def memory_level(self):
+        return "ok"
+
     def installed_variants(self):
         return {"task": ["pose"], "pose_model": ["full"], "hand_model": ["full"], "precision": ["float"]}
 

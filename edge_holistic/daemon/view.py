@@ -41,6 +41,10 @@ class DaemonView:
         """(healthy, reason): the same judgement the health thread makes for systemd."""
         return self._d.health()
 
+    def memory_level(self) -> str:
+        """The memory guard's level: "ok", or "soft" while load is shed (nothing new may load)."""
+        return self._d.health_thread.memory.level
+
     def command(self, cmd: Dict[str, Any], origin: str, timeout: float = 5.0) -> Dict[str, Any]:
         """Apply ``cmd`` exactly as an MQTT ``cmd`` payload; returns its ``cmd/result`` document."""
         return self._d.control.command(cmd, origin, timeout)

@@ -18,13 +18,14 @@ import asyncio
 import logging
 import time
 from dataclasses import dataclass, field
-from typing import Any, Dict, Optional, Tuple
+from typing import Any, Callable, Dict, Optional, Tuple
 
 log = logging.getLogger(__name__)
 
 IDLE_RELEASE_S = 30.0  # a holistic set holds ~100 MB (measured, scripts/measure_web.py): let it go soon
 MAX_PARALLEL = 1
 MAX_WAITING = 8
+MEMORY_RETRY_S = 30  # Retry-After while memory is above the soft limit (the guard checks every 5 s)
 DRAW_VALUES = {"0": "json", "false": "json", "": "json", "1": "image", "true": "image", "embed": "embed"}
 PARAM_KEYS = ("task", "pose_model", "hand_model", "precision", "draw")
 
@@ -93,9 +94,11 @@ class _Slot:
 class Analyzer:
     """Model sets on demand; runs detections in the web server's worker threads."""
 
-    def __init__(self, registry: Any, pool: Any, executor: Any, timeout_s: float) -> None:
+    def __init__(self, registry: Any, pool: Any, executor: Any, timeout_s: float,
+                 memory_level: Callable[[], str] = lambda: "ok") -> None:
         self.registry = registry
         self.pool = pool
+        self.memory_level = memory_level
         self.executor = executor
         self.timeout_s = timeout_s
         self._slots: Dict[ModelSet, _Slot] = {}
@@ -107,6 +110,14 @@ class Analyzer:
         """The FrameResult for one image, or Busy / the engine's ModelError / ValueError."""
         if self.waiting >= MAX_WAITING:
             raise Busy(f"{self.waiting} analyze requests already waiting", self._retry_after())
+        slot = self._slots.get(model_set)
+        if (slot is None or slot.engine is None) and self.memory_level() != "ok":
+            # A model set costs ~30-100 MB (holistic float measured +99 MB): loading one while the
+            # daemon sheds load could carry it past the hard limit, which ends the process. A set
+            # already loaded still answers; a new one waits until memory is back to normal.
+            self.release_idle(max_idle_s=0)
+            raise Busy(f"memory above the soft limit (the daemon is shedding load): model set "
+                       f"{'/'.join(model_set)} not loaded; try again later", MEMORY_RETRY_S)
         slot = self._slots.setdefault(model_set, _Slot())
         loop = asyncio.get_running_loop()
         deadline = loop.time() + self.timeout_s

@@ -446,7 +446,7 @@ def build_app(view: Any, cfg: Any, token: Optional[str], executor: Any, defaults
     numbers = LiveNumbers()
     ctx = Context(view=view, cfg=cfg, token=token, executor=executor, defaults=defaults, metrics=metrics_,
                   numbers=numbers, hub=FrameHub(view, loop, executor, metrics_),
-                  analyzer=Analyzer(view.registry, view.pool, executor, cfg.timeout_s))
+                  analyzer=Analyzer(view.registry, view.pool, executor, cfg.timeout_s, view.memory_level))
 
     def always_on_tap(rgb: Any, result: Any, message: Any) -> None:
         numbers.tap(rgb, result, message)
