@@ -174,7 +174,6 @@ _soak = {}
 
 def start_background_soak(workdir) -> None:
     import subprocess
-    import sys
     from pathlib import Path
 
     if _soak:

@@ -33,7 +33,7 @@ import jsonschema
 import pytest
 
 from edge_holistic.message import load_schema
-from mqtt_fixtures import Broker, Subscriber, daemon_config, free_port
+from mqtt_fixtures import Broker, Subscriber, daemon_config
 
 REPO = Path(__file__).resolve().parents[1]
 DATA = REPO / "tests" / "data"

@@ -9,7 +9,7 @@ import http.client
 import jsonschema
 
 from edge_holistic.pipeline.agreement import load_schema
-from mqtt_fixtures import DATA, Broker, DaemonProcess, Subscriber, daemon_config, free_port, wait_until
+from mqtt_fixtures import Broker, DaemonProcess, Subscriber, daemon_config, free_port, wait_until
 
 
 def _get(port: int, path: str):

@@ -16,7 +16,6 @@ import socket
 import struct
 import tempfile
 import time
-import urllib.parse
 import zlib
 from pathlib import Path
 

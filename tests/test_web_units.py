@@ -63,7 +63,6 @@ import struct  # noqa: E402
 import zlib  # noqa: E402
 
 import cv2  # noqa: E402
-import numpy as np  # noqa: E402
 
 from edge_holistic.web.auth import authorized, bearer, read_token, TokenError, token_matches  # noqa: E402
 from edge_holistic.web.images import ImageRejected, decode, probe  # noqa: E402
