@@ -4,7 +4,8 @@
   daemon->broker direction can be throttled to a byte rate (a slow uplink);
 - ``proc_status``: RSS, threads and fds of a process from /proc;
 - ``NotifyListener``: a NOTIFY_SOCKET the daemon's systemd notifications go to;
-- ``latest_stats`` / ``status_of``: the newest ``stats`` / ``status`` document seen.
+- ``latest_stats`` / ``status_of``: the newest ``stats`` / ``status`` document seen;
+- ``run_cases_concurrently``: independent fault cases side by side, each in its own folder.
 """
 from __future__ import annotations
 
@@ -14,7 +15,8 @@ import socket
 import sys
 import threading
 import time
-from typing import List, Optional, Tuple
+from pathlib import Path
+from typing import Callable, Dict, List, Optional, Tuple
 
 from mqtt_fixtures import Subscriber, free_port
 from soak import proc_sample  # scripts/ is on sys.path through mqtt_fixtures; stdlib-only at import
@@ -23,6 +25,30 @@ from soak import proc_sample  # scripts/ is on sys.path through mqtt_fixtures; s
 def proc_status(pid: int) -> dict:
     """RSS (MB), threads and fds of ``pid``: the soak script's reader, one piece of code for both."""
     return proc_sample(pid)
+
+
+def run_cases_concurrently(cases: Dict[str, Callable], tmp_path: Path, broker, results: dict,
+                           timeout: float) -> None:
+    """Run ``fn(folder, broker, results)`` for each named case in its own thread and folder
+    (tmp_path/name), sharing one broker: the cases are independent and mostly wait, so side by
+    side they cost the slowest one. The first error a case raised is raised here."""
+    errors: list = []
+
+    def run(name: str, fn: Callable) -> None:
+        folder = tmp_path / name
+        folder.mkdir()
+        try:
+            fn(folder, broker, results)
+        except BaseException as e:  # re-raised in the test thread below
+            errors.append(e)
+
+    threads = [threading.Thread(target=run, args=item) for item in cases.items()]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join(timeout)
+    if errors:
+        raise errors[0]
 
 
 def latest_stats(sub: Subscriber, since: float = 0.0) -> Optional[dict]:

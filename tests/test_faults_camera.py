@@ -6,13 +6,12 @@ comes back, and a video file that vanishes and comes back).
 from __future__ import annotations
 
 import shutil
-import threading
 import time
 
 import cv2
 import numpy as np
 
-from fault_helpers import NotifyListener, latest_stats, wait_stats
+from fault_helpers import NotifyListener, latest_stats, run_cases_concurrently, wait_stats
 from mqtt_fixtures import DATA, Broker, DaemonProcess, Subscriber, daemon_config
 
 PREFIX = "edge_holistic"
@@ -114,24 +113,8 @@ def _run_file_case(tmp_path, broker, results):
 def test_camera_faults_odd_frames_vanishing_folder_and_file(tmp_path):
     broker = Broker(tmp_path / "broker").start()
     results: dict = {}
-    errors: list = []
-
-    def case(fn, sub_dir):
-        sub_dir.mkdir()
-        try:
-            fn(sub_dir, broker, results)
-        except BaseException as e:  # re-raised in the test thread below
-            errors.append(e)
-
-    threads = [threading.Thread(target=case, args=(fn, tmp_path / name))
-               for fn, name in ((_run_folder_case, "folder"), (_run_file_case, "file"))]
     try:
-        for t in threads:
-            t.start()
-        for t in threads:
-            t.join(240)
-        if errors:
-            raise errors[0]
+        run_cases_concurrently({"folder": _run_folder_case, "file": _run_file_case}, tmp_path, broker, results, 240)
         print("\ncamera faults:", results)
     finally:
         broker.close()

@@ -14,9 +14,9 @@ from __future__ import annotations
 import os
 import shutil
 import signal
-import threading
 import time
 
+from fault_helpers import run_cases_concurrently
 from mqtt_fixtures import DATA, Broker, DaemonProcess, Subscriber, daemon_config, free_port, wait_until
 
 PREFIX = "edge_holistic"
@@ -91,26 +91,12 @@ def _during_blocked_read(tmp, broker, out):
 def test_sigterm_during_load_backoff_and_blocked_read(tmp_path):
     broker = Broker(tmp_path / "broker").start()
     out: dict = {}
-    errors: list = []
-
-    def run(fn, name):
-        sub_dir = tmp_path / name
-        sub_dir.mkdir()
-        try:
-            fn(sub_dir, broker, out)
-        except BaseException as e:
-            errors.append(e)
-
-    threads = [threading.Thread(target=run, args=(fn, fn.__name__))
-               for fn in (_during_load, _during_backoff, _during_blocked_read)]
     try:
-        for t in threads:
-            t.start()
-        for t in threads:
-            t.join(200)
-        print("\nSIGTERM:", out)
-        if errors:
-            raise errors[0]
+        try:
+            run_cases_concurrently({fn.__name__: fn for fn in (_during_load, _during_backoff, _during_blocked_read)},
+                                   tmp_path, broker, out, 200)
+        finally:
+            print("\nSIGTERM:", out)
         for case, r in out.items():
             assert r["seconds"] <= STOP_BOUND_S, (case, r)
     finally:
