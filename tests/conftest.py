@@ -108,6 +108,23 @@ def run_cli(*args: str, timeout: float = 120.0, **kw) -> subprocess.CompletedPro
 
 # The CI soak (tests/test_faults_soak.py) takes two minutes of wall time but little CPU of its
 # own beyond one daemon: start it as soon as the tests are known so it overlaps the rest.
+def assert_identical_sides(doc: dict, in_view=("pose", "face", "left_hand"), min_compared: int = 35) -> None:
+    """A shadow@1 summary (``compare --json``, the shadow runner) of two identical model sets on
+    the clip's first frames: every part agrees exactly and is found alike, and the parts in view
+    (clip frames 0-39: person, face, left hand; tests/data/SOURCES.md) were compared at zero distance."""
+    from edge_holistic.pipeline.agreement import PARTS
+
+    for part in PARTS:
+        p = doc["parts"][part]
+        assert p["agreement"] == 1.0, part
+        assert p["flips"] == {"lost": 0, "extra": 0}, part
+        assert p["found"]["a"] == p["found"]["b"], part
+    for part in in_view:
+        p = doc["parts"][part]
+        assert p["compared"] >= min_compared, (part, p)
+        assert p["median_pct"] == 0.0 and p["p90_pct"] == 0.0, (part, p)
+
+
 SOAK_TEST = "test_faults_soak.py::test_soak_two_minutes"
 
 
