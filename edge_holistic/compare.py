@@ -94,14 +94,13 @@ def run_side(frames: Sequence["object"], side: Side, task: str, threads, warmup:
                 engine.detect(rgb)
             t0 = time.perf_counter()
             results = [engine.detect(rgb) for rgb in frames]
-            wall = time.perf_counter() - t0
-            return results, len(frames) / wall if wall > 0 else 0.0, engine.effective_options
-        if warmup:
-            for _ in engine.run((rgb, i / FRAME_RATE) for i, rgb in enumerate(frames[:warmup])):
-                pass
-            engine.reset()  # the timed pass starts the clip again at frame 0, tracking nothing
-        t0 = time.perf_counter()
-        results = list(engine.run((rgb, i / FRAME_RATE) for i, rgb in enumerate(frames)))
+        else:
+            if warmup:
+                for _ in engine.run((rgb, i / FRAME_RATE) for i, rgb in enumerate(frames[:warmup])):
+                    pass
+                engine.reset()  # the timed pass starts the clip again at frame 0, tracking nothing
+            t0 = time.perf_counter()
+            results = list(engine.run((rgb, i / FRAME_RATE) for i, rgb in enumerate(frames)))
         wall = time.perf_counter() - t0
         options = engine.effective_options
     finally:
