@@ -165,28 +165,25 @@ def side_label(task: str, pose_model: str, hand_model: str, precision: str) -> s
 
 
 class _CpuShare:
-    """This process's CPU use as % of all cores, refreshed at most once per ``CPU_SAMPLE_S``."""
+    """This process's CPU use as % of all cores (the health module's CpuMeter, whose 100 is one
+    core, divided by the cores this process may use), refreshed at most once per ``CPU_SAMPLE_S``
+    so a ceiling check per offered frame costs a clock read."""
 
     def __init__(self) -> None:
         import os
 
+        from ..health.system import CpuMeter
+
+        self._meter = CpuMeter()
         self._cores = max(1, len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count() or 1)
-        self._last = (time.monotonic(), self._cpu())
+        self._next = time.monotonic() + CPU_SAMPLE_S
         self.value = 0.0
-
-    @staticmethod
-    def _cpu() -> float:
-        import os
-
-        t = os.times()
-        return t.user + t.system
 
     def percent(self) -> float:
         now = time.monotonic()
-        if now - self._last[0] >= CPU_SAMPLE_S:
-            cpu = self._cpu()
-            self.value = 100.0 * (cpu - self._last[1]) / ((now - self._last[0]) * self._cores)
-            self._last = (now, cpu)
+        if now >= self._next:
+            self.value = self._meter.percent() / self._cores
+            self._next = now + CPU_SAMPLE_S
         return self.value
 
 
