@@ -241,11 +241,15 @@ class MqttSession(Sink):
         self.state = "connected"
         self._retry_delay = self.cfg.mqtt.reconnect_min_delay
         client.subscribe(self.topics["cmd"], qos=1)
-        with self._lock:  # the sender publishes them first, retrying until paho has them
-            self._control = ["status", "online"]
+        # status, then online, now; what paho does not take (store full) the sender retries
+        # first, in that order. Before, both were published here AND queued for the sender:
+        # every connect sent each twice.
+        pending = ["status", "online"]
+        while pending and self._send_control(pending[0]):
+            pending.pop(0)
+        with self._lock:
+            self._control = pending
             self._queue_cond.notify_all()
-        self._publish_now(self.topics["status"], self._status_payload(), qos=1, retain=True)
-        client.publish(self.topics["available"], "online", qos=1, retain=True)
         for topic, qos in list(self._subscriptions.items()):
             client.subscribe(topic, qos=qos)
         for fn in list(self._connect_listeners):
