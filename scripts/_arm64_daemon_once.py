@@ -13,8 +13,6 @@ from __future__ import annotations
 
 import json
 import os
-import shutil
-import socket
 import subprocess
 import sys
 import tempfile
@@ -22,11 +20,7 @@ import threading
 import time
 from pathlib import Path
 
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
+from soak import Mosquitto, free_port  # stdlib only; arm64_check.sh copies soak.py beside this file
 
 
 def main() -> int:
@@ -45,20 +39,10 @@ def main() -> int:
     cap.release()
     work = Path(tempfile.mkdtemp(prefix="eh-once-"))
     broker = None
-    if not port:
+    if not port:  # soak.py's stdlib broker runner, copied beside this script (as root: keep root)
         port = free_port()
-        conf = work / "mosquitto.conf"
-        conf.write_text(f"listener {port} 127.0.0.1\nallow_anonymous true\npersistence false\n"
-                        + ("user root\n" if os.geteuid() == 0 else ""))
-        exe = shutil.which("mosquitto") or "/usr/sbin/mosquitto"
-        broker = subprocess.Popen([exe, "-c", str(conf)], stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-        deadline = time.monotonic() + 30
-        while time.monotonic() < deadline:
-            try:
-                socket.create_connection(("127.0.0.1", port), timeout=1).close()
-                break
-            except OSError:
-                time.sleep(0.2)
+        broker = Mosquitto(work / "broker", port, access="allow_anonymous true\n"
+                           + ("user root\n" if os.geteuid() == 0 else "")).start(timeout=30)
     got, lock, connected = [], threading.Lock(), threading.Event()
 
     def on_message(client, userdata, msg):
@@ -93,8 +77,7 @@ def main() -> int:
         sub.loop_stop()
         sub.disconnect()
         if broker:
-            broker.terminate()
-            broker.wait(10)
+            broker.close()
     schema = load_schema()
     marks = [json.loads(p) for t, p in got if t.endswith("/landmarks")]
     bad = 0

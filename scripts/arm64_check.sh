@@ -202,7 +202,7 @@ print(f"Python {sys.version.split()[0]}, ai-edge-litert {litert}, numpy {numpy._
   if [ "$SHORT" = 0 ]; then
     log "$suite: daemon --once on the clip against mosquitto in the rootfs"
     t0=$(now)
-    cp "$REPO/scripts/_arm64_daemon_once.py" "$root$WORK/"
+    cp "$REPO/scripts/_arm64_daemon_once.py" "$REPO/scripts/soak.py" "$root$WORK/"
     set +e
     in_root "$suite" "$VENV/bin/python" "$WORK/_arm64_daemon_once.py" "$WORK/t/tests/data/clip.avi" "$WORK/out" \
       >"$OUT/$suite.daemon.log" 2>&1

@@ -101,10 +101,10 @@ class Mosquitto:
         self.log = open(self.workdir / "mosquitto.log", "ab")
         self.proc: Optional[subprocess.Popen] = None
 
-    def start(self) -> "Mosquitto":
+    def start(self, timeout: float = 10.0) -> "Mosquitto":
         """Start and return once it accepts connections (a client connecting earlier would be refused)."""
         self.proc = subprocess.Popen([self.exe, "-c", str(self.conf)], stdout=self.log, stderr=subprocess.STDOUT)
-        deadline = time.monotonic() + 10
+        deadline = time.monotonic() + timeout
         while time.monotonic() < deadline:
             try:
                 with socket.create_connection(("127.0.0.1", self.port), timeout=0.2):
